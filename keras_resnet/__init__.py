@@ -1,0 +1,25 @@
+"""keras_resnet: the ResNets of He et al., "Deep Residual Learning for Image Recognition"
+(CVPR 2016), as Keras 3 functional models, with training, tuning, transfer and export.
+"""
+
+from keras_resnet.analysis import count_macs, count_trainable_params, stage_summary
+from keras_resnet.blocks import ZeroPadShortcut, basic_block, bottleneck_block
+from keras_resnet.registry import get_model, list_models
+from keras_resnet.resnet import RESNET_SPECS, ResNet, build_cifar_resnet, build_resnet
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "RESNET_SPECS",
+    "ResNet",
+    "ZeroPadShortcut",
+    "basic_block",
+    "bottleneck_block",
+    "build_cifar_resnet",
+    "build_resnet",
+    "count_macs",
+    "count_trainable_params",
+    "get_model",
+    "list_models",
+    "stage_summary",
+]

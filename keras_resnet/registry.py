@@ -1,0 +1,62 @@
+"""Model names -> builders. Every script, the tuner and export pick models here.
+
+`get_model("resnet50", num_classes=10)` calls the registered builder with the
+registered defaults updated by the keyword arguments.
+"""
+
+import dataclasses
+
+from keras_resnet.resnet import RESNET_SPECS, build_cifar_resnet, build_resnet
+
+CIFAR_DEPTHS = (20, 32, 44, 56, 110, 1202)
+PLAIN_CIFAR_DEPTHS = (20, 32, 44, 56, 110)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelEntry:
+    """A registered model: its builder, fixed arguments and the family it belongs to."""
+
+    name: str
+    builder: object
+    defaults: dict
+    family: str  # "imagenet", "cifar" or "baseline": what input size and data it expects
+    default_input_shape: tuple
+
+
+_REGISTRY = {}
+
+
+def register(name, builder, family, default_input_shape, **defaults):
+    """Add a model name; used for the ResNets below and by the baselines module."""
+    if name in _REGISTRY:
+        raise ValueError(f"model name {name!r} is already registered")
+    _REGISTRY[name] = ModelEntry(name, builder, defaults, family, tuple(default_input_shape))
+
+
+def list_models(family=None):
+    """Registered model names, optionally only one family ("imagenet", "cifar", ...)."""
+    return [n for n, e in _REGISTRY.items() if family is None or e.family == family]
+
+
+def get_entry(name):
+    """The `ModelEntry` for `name`; ValueError listing the known names otherwise."""
+    if name not in _REGISTRY:
+        raise ValueError(f"Unknown model name {name!r}. Known models: {', '.join(list_models())}")
+    return _REGISTRY[name]
+
+
+def get_model(name, **kwargs):
+    """Build the registered model `name`; keyword arguments override its defaults."""
+    entry = get_entry(name)
+    arguments = {**entry.defaults, "name": name, **kwargs}
+    return entry.builder(**arguments)
+
+
+for _depth in RESNET_SPECS:
+    register(f"resnet{_depth}", build_resnet, "imagenet", (224, 224, 3), depth=_depth)
+for _depth in (18, 34):
+    register(f"plain{_depth}", build_resnet, "imagenet", (224, 224, 3), depth=_depth, residual=False)
+for _depth in CIFAR_DEPTHS:
+    register(f"resnet{_depth}", build_cifar_resnet, "cifar", (32, 32, 3), depth=_depth)
+for _depth in PLAIN_CIFAR_DEPTHS:
+    register(f"plain{_depth}", build_cifar_resnet, "cifar", (32, 32, 3), depth=_depth, residual=False)

@@ -1,0 +1,421 @@
+"""ResNet networks of He et al. 2016: ImageNet (Table 1) and CIFAR-10 (Section 4.2).
+
+One functional-API model class, `ResNet`, reads its architecture from arguments;
+`build_resnet` and `build_cifar_resnet` fill them from the spec table below. Stage
+numbering follows Table 1: `stage1` is conv1 (the stem), `stage2`..`stage5` are
+conv2_x..conv5_x, and every stage ends in a layer named `stage{N}_out`, so features,
+freezing and weight loading can select a stage by name.
+"""
+
+import keras
+from keras import layers
+
+from keras_resnet.blocks import (
+    SHORTCUTS,
+    STRIDE_IN,
+    basic_block,
+    bottleneck_block,
+    conv_bn,
+    kernel_regularizer,
+)
+
+# Table 1. depth -> (block type, blocks per stage for conv2_x, conv3_x, conv4_x, conv5_x).
+RESNET_SPECS = {
+    18: ("basic", (2, 2, 2, 2)),
+    34: ("basic", (3, 4, 6, 3)),
+    50: ("bottleneck", (3, 4, 6, 3)),
+    101: ("bottleneck", (3, 4, 23, 3)),
+    152: ("bottleneck", (3, 8, 36, 3)),
+}
+IMAGENET_WIDTH = 64  # filters of conv1 and conv2_x; each later stage doubles them
+CIFAR_WIDTH = 16  # Section 4.2: 16, 32, 64 filters on 32x32, 16x16, 8x8 maps
+BLOCK_TYPES = {"basic": basic_block, "bottleneck": bottleneck_block}
+STEMS = ("imagenet", "cifar")
+POOLINGS = ("avg", "max", None)
+# Per-channel mean and standard deviation on the 0-255 scale (torchvision's ImageNet values).
+PREPROCESSING = {
+    "imagenet": {"mean": [123.675, 116.28, 103.53], "std": [58.395, 57.12, 57.375]},
+}
+
+
+def _stem(x, stem, width, bn_kwargs):
+    """Stage 1 (conv1): 7x7/2 for ImageNet, 3x3/1 for CIFAR (Section 4.2)."""
+    if stem == "imagenet":
+        # Explicit symmetric padding as in keras.applications, so its weights load exactly.
+        x = layers.ZeroPadding2D(3, name="stage1_pad")(x)
+        x = conv_bn(x, width, 7, 2, prefix="stage1", padding="valid", **bn_kwargs)
+    else:
+        x = conv_bn(x, width, 3, 1, prefix="stage1", **bn_kwargs)
+    return layers.Identity(name="stage1_out")(x)
+
+
+def _check_input_shape(input_shape, min_size):
+    if len(input_shape) != 3:
+        raise ValueError(
+            f"input_shape must be (height, width, channels). Received: input_shape={input_shape!r}"
+        )
+    for size in input_shape[:2]:
+        if size is not None and size < min_size:
+            raise ValueError(
+                f"input_shape={tuple(input_shape)!r} is too small: the network downsamples "
+                f"by {min_size}, so height and width must be at least {min_size}."
+            )
+
+
+def _preprocessing_layer(preprocessing, channels):
+    if isinstance(preprocessing, str):
+        if preprocessing not in PREPROCESSING:
+            raise ValueError(
+                f"preprocessing must be None, one of {sorted(PREPROCESSING)} or a dict with "
+                f"'mean' and 'std'. Received: preprocessing={preprocessing!r}"
+            )
+        preprocessing = PREPROCESSING[preprocessing]
+    mean, std = list(preprocessing["mean"]), list(preprocessing["std"])
+    if len(mean) not in (1, channels) or len(std) != len(mean) or min(std) <= 0:
+        raise ValueError(
+            f"preprocessing needs 1 or {channels} means and as many positive stds. "
+            f"Received: preprocessing={preprocessing!r}"
+        )
+    return layers.Normalization(
+        mean=mean, variance=[s * s for s in std], name="preprocessing"
+    )
+
+
+@keras.saving.register_keras_serializable(package="keras_resnet")
+class ResNet(keras.Model):
+    """A ResNet (or its plain counterpart) as a Keras functional model.
+
+    Prefer `build_resnet` and `build_cifar_resnet`, which fill these arguments from the
+    paper's tables. `get_config()` returns every constructor argument, so
+    `ResNet.from_config(model.get_config())` rebuilds the same architecture and
+    `.keras` files load with `safe_mode=True`.
+
+    Args:
+        block_type: "basic" (two 3x3 convs) or "bottleneck" (1x1, 3x3, 1x1).
+        stage_repeats: blocks in each residual stage (stage2 onwards).
+        stage_widths: filters of each residual stage (bottleneck output is 4x this).
+        stem: "imagenet" (7x7/2 conv + 3x3/2 max pool) or "cifar" (3x3/1 conv).
+        stem_width: filters of the stem convolution.
+        input_shape: (height, width, channels); None for any size.
+        num_classes: classes of the classifier when `include_top`.
+        include_top: add global pooling and the `predictions` Dense layer.
+        pooling: "avg", "max" or None: global pooling of the features
+            (with `include_top`, None means "avg").
+        classifier_activation: activation of `predictions` (None for logits). The head
+            computes in float32 under mixed precision.
+        shortcut: "A", "B" or "C" (Section 3.3).
+        residual: False for the plain network (no shortcuts).
+        stride_in: "1x1" (paper) or "3x3" (v1.5) for bottleneck blocks.
+        expansion: bottleneck output channels per bottleneck channel.
+        zero_init_residual: zero-initialise the last BN gamma of each residual branch.
+        bn_momentum, bn_epsilon: BatchNormalization settings for every BN.
+        weight_decay: SGD-style weight decay on every conv and dense kernel.
+        preprocessing: None (inputs used as they are), "imagenet", or
+            {"mean": [...], "std": [...]} on the 0-255 scale: a `preprocessing` layer
+            so the model takes raw pixels.
+        name: model name.
+    """
+
+    def __init__(
+        self,
+        block_type="bottleneck",
+        stage_repeats=(3, 4, 6, 3),
+        stage_widths=(64, 128, 256, 512),
+        stem="imagenet",
+        stem_width=64,
+        input_shape=(224, 224, 3),
+        num_classes=1000,
+        include_top=True,
+        pooling=None,
+        classifier_activation="softmax",
+        shortcut="B",
+        residual=True,
+        stride_in="1x1",
+        expansion=4,
+        zero_init_residual=False,
+        bn_momentum=0.9,
+        bn_epsilon=1e-5,
+        weight_decay=0.0,
+        preprocessing=None,
+        name="resnet",
+        **kwargs,
+    ):
+        stage_repeats = tuple(int(r) for r in stage_repeats)
+        stage_widths = tuple(int(w) for w in stage_widths)
+        input_shape = tuple(input_shape)
+        if block_type not in BLOCK_TYPES:
+            raise ValueError(
+                f"block_type must be one of {tuple(BLOCK_TYPES)}. Received: block_type={block_type!r}"
+            )
+        if not stage_repeats or min(stage_repeats) < 1:
+            raise ValueError(
+                "stage_repeats must be a non-empty sequence of positive integers. "
+                f"Received: stage_repeats={stage_repeats!r}"
+            )
+        if len(stage_widths) != len(stage_repeats) or min(stage_widths) < 1:
+            raise ValueError(
+                f"stage_widths must give one positive width per stage ({len(stage_repeats)}). "
+                f"Received: stage_widths={stage_widths!r}"
+            )
+        if stem not in STEMS:
+            raise ValueError(f"stem must be one of {STEMS}. Received: stem={stem!r}")
+        if shortcut not in SHORTCUTS:
+            raise ValueError(
+                f"shortcut must be one of {SHORTCUTS} (paper Section 3.3). "
+                f"Received: shortcut={shortcut!r}"
+            )
+        if stride_in not in STRIDE_IN:
+            raise ValueError(f"stride_in must be one of {STRIDE_IN}. Received: stride_in={stride_in!r}")
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}. Received: pooling={pooling!r}")
+        if include_top and (isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1):
+            raise ValueError(
+                f"num_classes must be a positive integer when include_top=True. "
+                f"Received: num_classes={num_classes!r}"
+            )
+        # The stem downsamples by 4 (ImageNet) or 1 (CIFAR); each later stage by 2.
+        total_stride = (4 if stem == "imagenet" else 1) * 2 ** (len(stage_repeats) - 1)
+        _check_input_shape(input_shape, total_stride)
+
+        bn_kwargs = dict(bn_momentum=bn_momentum, bn_epsilon=bn_epsilon, weight_decay=weight_decay)
+        block_kwargs = dict(
+            shortcut=shortcut, residual=residual, zero_init_residual=zero_init_residual, **bn_kwargs
+        )
+        if block_type == "bottleneck":
+            block_kwargs.update(stride_in=stride_in, expansion=expansion)
+        block = BLOCK_TYPES[block_type]
+
+        inputs = keras.Input(shape=input_shape, name="image")
+        x = inputs
+        if preprocessing is not None:
+            x = _preprocessing_layer(preprocessing, input_shape[-1])(x)
+        x = _stem(x, stem, stem_width, bn_kwargs)
+        for index, (repeats, width) in enumerate(zip(stage_repeats, stage_widths)):
+            stage = f"stage{index + 2}"
+            if index == 0 and stem == "imagenet":
+                # conv2_x starts with the 3x3 max pool, stride 2 (Table 1).
+                x = layers.ZeroPadding2D(1, name=f"{stage}_pool_pad")(x)
+                x = layers.MaxPooling2D(3, strides=2, name=f"{stage}_pool")(x)
+            for b in range(repeats):
+                # Downsampling by the first block of conv3_x onwards (Section 3.4).
+                stride = 2 if (b == 0 and index > 0) else 1
+                x = block(x, width, stride, name=f"{stage}_block{b + 1}", **block_kwargs)
+            x = layers.Identity(name=f"{stage}_out")(x)
+
+        if include_top or pooling is not None:
+            kind = pooling or "avg"
+            pool = layers.GlobalAveragePooling2D if kind == "avg" else layers.GlobalMaxPooling2D
+            x = pool(name=f"{kind}_pool")(x)
+        if include_top:
+            x = layers.Dense(
+                num_classes,
+                activation=classifier_activation,
+                kernel_regularizer=kernel_regularizer(weight_decay),
+                dtype="float32",
+                name="predictions",
+            )(x)
+        super().__init__(inputs=inputs, outputs=x, name=name, **kwargs)
+
+        # === Config ===
+        self.block_type = block_type
+        self.stage_repeats = stage_repeats
+        self.stage_widths = stage_widths
+        self.stem = stem
+        self.stem_width = int(stem_width)
+        self.image_shape = input_shape
+        self.num_classes = num_classes
+        self.include_top = bool(include_top)
+        self.pooling = pooling
+        self.classifier_activation = classifier_activation
+        self.shortcut = shortcut
+        self.residual = bool(residual)
+        self.stride_in = stride_in
+        self.expansion = int(expansion)
+        self.zero_init_residual = bool(zero_init_residual)
+        self.bn_momentum = float(bn_momentum)
+        self.bn_epsilon = float(bn_epsilon)
+        self.weight_decay = float(weight_decay)
+        self.preprocessing = preprocessing
+
+    @property
+    def depth(self):
+        """Weighted layers on the main path, as the paper counts them (18, 50, 110, ...)."""
+        per_block = 2 if self.block_type == "basic" else 3
+        return per_block * sum(self.stage_repeats) + 1 + int(self.include_top)
+
+    @property
+    def stage_names(self):
+        """Names of the stages, `stage1` (the stem) to the last; each has `{name}_out`."""
+        return [f"stage{i + 1}" for i in range(len(self.stage_repeats) + 1)]
+
+    def get_config(self):
+        # Not Functional.get_config: the constructor arguments rebuild the whole graph.
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "block_type": self.block_type,
+            "stage_repeats": list(self.stage_repeats),
+            "stage_widths": list(self.stage_widths),
+            "stem": self.stem,
+            "stem_width": self.stem_width,
+            "input_shape": list(self.image_shape),
+            "num_classes": self.num_classes,
+            "include_top": self.include_top,
+            "pooling": self.pooling,
+            "classifier_activation": self.classifier_activation,
+            "shortcut": self.shortcut,
+            "residual": self.residual,
+            "stride_in": self.stride_in,
+            "expansion": self.expansion,
+            "zero_init_residual": self.zero_init_residual,
+            "bn_momentum": self.bn_momentum,
+            "bn_epsilon": self.bn_epsilon,
+            "weight_decay": self.weight_decay,
+            "preprocessing": self.preprocessing,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def build_resnet(
+    depth=50,
+    *,
+    stage_repeats=None,
+    block_type=None,
+    width=IMAGENET_WIDTH,
+    input_shape=(224, 224, 3),
+    num_classes=1000,
+    include_top=True,
+    pooling=None,
+    classifier_activation="softmax",
+    shortcut="B",
+    residual=True,
+    stride_in="1x1",
+    zero_init_residual=False,
+    bn_momentum=0.9,
+    bn_epsilon=1e-5,
+    weight_decay=0.0,
+    preprocessing=None,
+    name=None,
+):
+    """The five-stage ImageNet ResNet of Table 1, or a custom-depth variant.
+
+    Args:
+        depth: 18, 34, 50, 101 or 152 (Table 1); may be None with `stage_repeats`.
+        stage_repeats: blocks per residual stage, overriding the table (for example
+            (1, 1, 1, 1) for a tiny test model).
+        block_type: "basic" or "bottleneck"; defaults to the table's for `depth`,
+            else "basic".
+        width: filters of conv1 and conv2_x (64); later stages double it.
+        Other arguments: as in `ResNet`.
+
+    Example:
+        >>> model = build_resnet(50, num_classes=10, input_shape=(None, None, 3))
+    """
+    if stage_repeats is None:
+        if depth not in RESNET_SPECS:
+            raise ValueError(
+                f"depth must be one of {tuple(RESNET_SPECS)} (Table 1), or pass stage_repeats. "
+                f"Received: depth={depth!r}"
+            )
+        table_block, stage_repeats = RESNET_SPECS[depth]
+        block_type = block_type or table_block
+    elif block_type is None:
+        block_type = RESNET_SPECS[depth][0] if depth in RESNET_SPECS else "basic"
+    if name is None:
+        kind = "resnet" if residual else "plain"
+        name = f"{kind}{depth}" if depth in RESNET_SPECS and stage_repeats == RESNET_SPECS[depth][1] else kind
+    return ResNet(
+        block_type=block_type,
+        stage_repeats=stage_repeats,
+        stage_widths=[width * 2**i for i in range(len(stage_repeats))],
+        stem="imagenet",
+        stem_width=width,
+        input_shape=input_shape,
+        num_classes=num_classes,
+        include_top=include_top,
+        pooling=pooling,
+        classifier_activation=classifier_activation,
+        shortcut=shortcut,
+        residual=residual,
+        stride_in=stride_in,
+        zero_init_residual=zero_init_residual,
+        bn_momentum=bn_momentum,
+        bn_epsilon=bn_epsilon,
+        weight_decay=weight_decay,
+        preprocessing=preprocessing,
+        name=name,
+    )
+
+
+def cifar_blocks_per_stage(depth):
+    """n for depth 6n+2 (Section 4.2); ValueError for any other depth."""
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
+        raise ValueError(
+            "depth must be 6n+2 for a positive integer n (20, 32, 44, 56, 110, 1202, ...). "
+            f"Received: depth={depth!r}"
+        )
+    return (depth - 2) // 6
+
+
+def build_cifar_resnet(
+    depth=20,
+    *,
+    width=CIFAR_WIDTH,
+    input_shape=(32, 32, 3),
+    num_classes=10,
+    include_top=True,
+    pooling=None,
+    classifier_activation="softmax",
+    shortcut="A",
+    residual=True,
+    zero_init_residual=False,
+    bn_momentum=0.9,
+    bn_epsilon=1e-5,
+    weight_decay=0.0,
+    preprocessing=None,
+    name=None,
+):
+    """The CIFAR-10 ResNet of Section 4.2: depth 6n+2, 3x3/16 stem, 3 stages of n blocks.
+
+    Stages have 16, 32, 64 filters (times `width / 16`) on 32x32, 16x16 and 8x8 maps,
+    with option A shortcuts by default as in the paper. Other arguments: as in `ResNet`.
+
+    Example:
+        >>> model = build_cifar_resnet(56)            # 853,018 parameters
+        >>> plain = build_cifar_resnet(56, residual=False)
+    """
+    n = cifar_blocks_per_stage(depth)
+    if name is None:
+        name = f"{'resnet' if residual else 'plain'}{depth}"
+    return ResNet(
+        block_type="basic",
+        stage_repeats=(n, n, n),
+        stage_widths=(width, 2 * width, 4 * width),
+        stem="cifar",
+        stem_width=width,
+        input_shape=input_shape,
+        num_classes=num_classes,
+        include_top=include_top,
+        pooling=pooling,
+        classifier_activation=classifier_activation,
+        shortcut=shortcut,
+        residual=residual,
+        zero_init_residual=zero_init_residual,
+        bn_momentum=bn_momentum,
+        bn_epsilon=bn_epsilon,
+        weight_decay=weight_decay,
+        preprocessing=preprocessing,
+        name=name,
+    )
+
+
+__all__ = [
+    "RESNET_SPECS",
+    "ResNet",
+    "build_resnet",
+    "build_cifar_resnet",
+    "cifar_blocks_per_stage",
+]

@@ -1,0 +1,97 @@
+import keras
+import numpy as np
+import pytest
+
+from keras_resnet import ZeroPadShortcut, basic_block, bottleneck_block
+
+
+def block_model(block, shape, filters, stride=1, **kwargs):
+    inputs = keras.Input(shape)
+    return keras.Model(inputs, block(inputs, filters, stride, name="b", **kwargs))
+
+
+def layer_names(model):
+    return {layer.name for layer in model.layers}
+
+
+@pytest.mark.parametrize(
+    "block, filters, shortcut",
+    [(basic_block, 8, "A"), (basic_block, 8, "B"), (bottleneck_block, 2, "B"), (basic_block, 8, "C")],
+)
+def test_zero_residual_branch_computes_relu_of_input(rng, block, filters, shortcut):
+    """Section 3.1: with F(x) = 0 the block is the identity mapping followed by ReLU."""
+    model = block_model(block, (6, 6, 8), filters, shortcut=shortcut, zero_init_residual=True)
+    if shortcut == "C":
+        # Make the projection an identity too, so only the residual branch is tested.
+        model.get_layer("b_shortcut_conv").kernel.assign(np.eye(8, dtype="float32")[None, None])
+    x = rng.normal(size=(2, 6, 6, 8)).astype("float32")
+    out = model(x, training=False)
+    # BN in inference divides by sqrt(1 + epsilon): a relative 5e-6 on the projection.
+    np.testing.assert_allclose(out, np.maximum(x, 0.0), rtol=1e-5 if shortcut == "C" else 0)
+    assert np.any(x < 0)
+
+
+def test_option_a_subsamples_and_zero_pads_channels(rng):
+    model = block_model(basic_block, (6, 6, 4), 8, stride=2, shortcut="A", zero_init_residual=True)
+    x = rng.normal(size=(2, 6, 6, 4)).astype("float32")
+    out = np.asarray(model(x, training=False))
+    assert out.shape == (2, 3, 3, 8)
+    np.testing.assert_array_equal(out[..., :4], np.maximum(x[:, ::2, ::2, :], 0))
+    np.testing.assert_array_equal(out[..., 4:], 0.0)
+
+
+def test_option_a_has_no_parameters_and_matches_conv_output_size():
+    layer = ZeroPadShortcut(16, 2)
+    assert layer.compute_output_shape((None, 7, 9, 8)) == (None, 4, 5, 16)
+    assert np.asarray(layer(np.ones((1, 7, 9, 8), "float32"))).shape == (1, 4, 5, 16)
+    assert not layer.weights
+
+
+@pytest.mark.parametrize(
+    "shortcut, stride, filters, projection",
+    [("A", 1, 8, False), ("A", 2, 16, False), ("B", 1, 8, False), ("B", 2, 16, True), ("C", 1, 8, True)],
+)
+def test_projection_only_where_the_option_says(shortcut, stride, filters, projection):
+    model = block_model(basic_block, (8, 8, 8), filters, stride, shortcut=shortcut)
+    assert ("b_shortcut_conv" in layer_names(model)) == projection
+    assert ("b_shortcut_pad" in layer_names(model)) == (shortcut == "A" and stride == 2)
+
+
+def test_plain_block_has_no_shortcut_and_ends_in_relu():
+    model = block_model(bottleneck_block, (8, 8, 16), 4, residual=False)
+    names = layer_names(model)
+    assert "b_add" not in names and not any("shortcut" in n for n in names)
+    assert isinstance(model.layers[-1], keras.layers.ReLU)
+
+
+@pytest.mark.parametrize("stride_in, strided", [("1x1", "b_conv1"), ("3x3", "b_conv2")])
+def test_bottleneck_stride_placement(stride_in, strided):
+    model = block_model(bottleneck_block, (8, 8, 16), 4, 2, stride_in=stride_in)
+    convs = {l.name: l.strides[0] for l in model.layers if isinstance(l, keras.layers.Conv2D)}
+    assert convs[strided] == 2
+    assert sum(s == 2 for n, s in convs.items() if "shortcut" not in n) == 1
+    assert model.output.shape == (None, 4, 4, 16)
+
+
+def test_block_layer_names_and_no_conv_bias():
+    inputs = keras.Input((8, 8, 16))
+    out = bottleneck_block(inputs, 4, 2, name="stage3_block2")
+    model = keras.Model(inputs, out)
+    names = layer_names(model)
+    for expected in ("stage3_block2_conv1", "stage3_block2_bn3", "stage3_block2_shortcut_conv",
+                     "stage3_block2_shortcut_bn", "stage3_block2_add", "stage3_block2_out"):
+        assert expected in names
+    assert all(not l.use_bias for l in model.layers if isinstance(l, keras.layers.Conv2D))
+
+
+@pytest.mark.parametrize(
+    "kwargs, argument",
+    [
+        (dict(shortcut="D"), "shortcut='D'"),
+        (dict(stride_in="2x2"), "stride_in='2x2'"),
+        (dict(residual=False, zero_init_residual=True), "residual=False"),
+    ],
+)
+def test_bad_block_arguments_name_argument_and_value(kwargs, argument):
+    with pytest.raises(ValueError, match=argument.replace("(", r"\(")):
+        block_model(bottleneck_block, (8, 8, 16), 4, **kwargs)

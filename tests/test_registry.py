@@ -1,0 +1,30 @@
+import pytest
+
+from keras_resnet import count_trainable_params, get_model, list_models
+from keras_resnet.registry import get_entry
+
+REQUIRED = (
+    [f"resnet{d}" for d in (18, 34, 50, 101, 152, 20, 32, 44, 56, 110, 1202)]
+    + ["plain18", "plain34"]
+    + [f"plain{d}" for d in (20, 32, 44, 56, 110)]
+)
+
+
+def test_list_models_has_every_required_name():
+    assert set(REQUIRED) <= set(list_models())
+    assert set(list_models("cifar")) >= {"resnet20", "plain110"}
+    assert "resnet20" not in list_models("imagenet")
+
+
+def test_get_model_builds_the_named_network_with_overrides():
+    model = get_model("resnet20", num_classes=7)
+    assert model.name == "resnet20" and model.output.shape == (None, 7)
+    assert count_trainable_params(get_model("resnet20")) == 269_722
+    plain = get_model("plain20")
+    assert plain.residual is False and not any("_add" in l.name for l in plain.layers)
+    assert get_entry("resnet50").default_input_shape == (224, 224, 3)
+
+
+def test_unknown_model_name_lists_known_ones():
+    with pytest.raises(ValueError, match="Unknown model name 'resnet21'.*resnet20.*plain110"):
+        get_model("resnet21")
