@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 train: $(STAMP)
-	$(VENV)/bin/python scripts/summary.py resnet20 $(ARGS)
+	$(VENV)/bin/python scripts/train.py $(ARGS)
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q $(ARGS)

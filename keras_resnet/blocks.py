@@ -80,6 +80,7 @@ def conv_bn(
     activation=True,
     bn_momentum=0.9,
     bn_epsilon=1e-5,
+    bn_synchronized=False,
     weight_decay=0.0,
     gamma_initializer="ones",
 ):
@@ -102,6 +103,7 @@ def conv_bn(
         momentum=bn_momentum,
         epsilon=bn_epsilon,
         gamma_initializer=gamma_initializer,
+        synchronized=bn_synchronized,
         name=f"{prefix}_bn{index}",
     )(x)
     if activation:
@@ -154,6 +156,7 @@ def basic_block(
     zero_init_residual=False,
     bn_momentum=0.9,
     bn_epsilon=1e-5,
+    bn_synchronized=False,
     weight_decay=0.0,
     name="block",
 ):
@@ -169,6 +172,8 @@ def basic_block(
         zero_init_residual: start the branch's last BN gamma at 0, so the block begins
             as the identity (Goyal et al., arXiv:1706.02677).
         bn_momentum, bn_epsilon: BatchNormalization settings.
+        bn_synchronized: batch statistics over all replicas of a distribution strategy
+            (TensorFlow backend only), so training matches one device at the same batch.
         weight_decay: SGD-style weight decay on the kernels (see `kernel_regularizer`).
         name: prefix of every layer name.
 
@@ -176,7 +181,12 @@ def basic_block(
         The block's output tensor with `filters` channels.
     """
     _validate(filters, stride, shortcut, residual, zero_init_residual)
-    bn_kwargs = dict(bn_momentum=bn_momentum, bn_epsilon=bn_epsilon, weight_decay=weight_decay)
+    bn_kwargs = dict(
+        bn_momentum=bn_momentum,
+        bn_epsilon=bn_epsilon,
+        bn_synchronized=bn_synchronized,
+        weight_decay=weight_decay,
+    )
     y = conv_bn(x, filters, 3, stride, prefix=name, index=1, **bn_kwargs)
     y = conv_bn(
         y,
@@ -204,6 +214,7 @@ def bottleneck_block(
     zero_init_residual=False,
     bn_momentum=0.9,
     bn_epsilon=1e-5,
+    bn_synchronized=False,
     weight_decay=0.0,
     name="block",
 ):
@@ -229,7 +240,12 @@ def bottleneck_block(
         raise ValueError(f"stride_in must be one of {STRIDE_IN}. Received: stride_in={stride_in!r}")
     if int(expansion) < 1:
         raise ValueError(f"expansion must be a positive integer. Received: expansion={expansion!r}")
-    bn_kwargs = dict(bn_momentum=bn_momentum, bn_epsilon=bn_epsilon, weight_decay=weight_decay)
+    bn_kwargs = dict(
+        bn_momentum=bn_momentum,
+        bn_epsilon=bn_epsilon,
+        bn_synchronized=bn_synchronized,
+        weight_decay=weight_decay,
+    )
     stride_1x1, stride_3x3 = (stride, 1) if stride_in == "1x1" else (1, stride)
     out_filters = filters * expansion
     y = conv_bn(x, filters, 1, stride_1x1, prefix=name, index=1, **bn_kwargs)

@@ -3,21 +3,28 @@
 import sys
 
 # Errors that mean "bad input": the message says what was wrong and what was received.
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, KeyError)
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError)
 
 
-class CommandLineError(Exception):
-    """Raised by the library for input that a user can correct; exits with status 2."""
+class ReportedError(RuntimeError):
+    """A failure the library explains in its message (dataset offline, training diverged)."""
+
+    exit_code = 1
 
 
 def run_cli(main, argv=None):
-    """Call `main(argv)`; print bad-input errors on one line and exit 2 instead of a traceback."""
+    """Call `main(argv)`; print errors on one line and exit non-zero instead of a traceback.
+
+    Bad input exits 2, a `ReportedError` with its `exit_code`, Ctrl-C with 130.
+    """
     try:
         status = main(argv)
-    except (CommandLineError, *USER_ERRORS) as error:
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"error: {message}", file=sys.stderr)
+    except USER_ERRORS as error:
+        print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+    except ReportedError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(error.exit_code)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)

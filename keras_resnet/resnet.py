@@ -109,6 +109,7 @@ class ResNet(keras.Model):
         expansion: bottleneck output channels per bottleneck channel.
         zero_init_residual: zero-initialise the last BN gamma of each residual branch.
         bn_momentum, bn_epsilon: BatchNormalization settings for every BN.
+        bn_synchronized: batch statistics over all replicas (TensorFlow backend only).
         weight_decay: SGD-style weight decay on every conv and dense kernel.
         preprocessing: None (inputs used as they are), "imagenet", or
             {"mean": [...], "std": [...]} on the 0-255 scale: a `preprocessing` layer
@@ -135,6 +136,7 @@ class ResNet(keras.Model):
         zero_init_residual=False,
         bn_momentum=0.9,
         bn_epsilon=1e-5,
+        bn_synchronized=False,
         weight_decay=0.0,
         preprocessing=None,
         name="resnet",
@@ -177,7 +179,12 @@ class ResNet(keras.Model):
         total_stride = (4 if stem == "imagenet" else 1) * 2 ** (len(stage_repeats) - 1)
         _check_input_shape(input_shape, total_stride)
 
-        bn_kwargs = dict(bn_momentum=bn_momentum, bn_epsilon=bn_epsilon, weight_decay=weight_decay)
+        bn_kwargs = dict(
+            bn_momentum=bn_momentum,
+            bn_epsilon=bn_epsilon,
+            bn_synchronized=bool(bn_synchronized),
+            weight_decay=weight_decay,
+        )
         block_kwargs = dict(
             shortcut=shortcut, residual=residual, zero_init_residual=zero_init_residual, **bn_kwargs
         )
@@ -234,6 +241,7 @@ class ResNet(keras.Model):
         self.zero_init_residual = bool(zero_init_residual)
         self.bn_momentum = float(bn_momentum)
         self.bn_epsilon = float(bn_epsilon)
+        self.bn_synchronized = bool(bn_synchronized)
         self.weight_decay = float(weight_decay)
         self.preprocessing = preprocessing
 
@@ -270,6 +278,7 @@ class ResNet(keras.Model):
             "zero_init_residual": self.zero_init_residual,
             "bn_momentum": self.bn_momentum,
             "bn_epsilon": self.bn_epsilon,
+            "bn_synchronized": self.bn_synchronized,
             "weight_decay": self.weight_decay,
             "preprocessing": self.preprocessing,
         }
@@ -296,6 +305,7 @@ def build_resnet(
     zero_init_residual=False,
     bn_momentum=0.9,
     bn_epsilon=1e-5,
+    bn_synchronized=False,
     weight_decay=0.0,
     preprocessing=None,
     name=None,
@@ -344,6 +354,7 @@ def build_resnet(
         zero_init_residual=zero_init_residual,
         bn_momentum=bn_momentum,
         bn_epsilon=bn_epsilon,
+        bn_synchronized=bn_synchronized,
         weight_decay=weight_decay,
         preprocessing=preprocessing,
         name=name,
@@ -374,6 +385,7 @@ def build_cifar_resnet(
     zero_init_residual=False,
     bn_momentum=0.9,
     bn_epsilon=1e-5,
+    bn_synchronized=False,
     weight_decay=0.0,
     preprocessing=None,
     name=None,
@@ -406,6 +418,7 @@ def build_cifar_resnet(
         zero_init_residual=zero_init_residual,
         bn_momentum=bn_momentum,
         bn_epsilon=bn_epsilon,
+        bn_synchronized=bn_synchronized,
         weight_decay=weight_decay,
         preprocessing=preprocessing,
         name=name,

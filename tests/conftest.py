@@ -11,6 +11,11 @@ sys.path.insert(0, ROOT)
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+from keras_resnet.distribute import configure_cpu_devices  # noqa: E402
+
+# Two logical CPUs, so MirroredStrategy has two replicas; only possible before TF starts.
+configure_cpu_devices(2)
+
 
 @pytest.fixture
 def rng():

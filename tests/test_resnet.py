@@ -130,6 +130,7 @@ NON_DEFAULT = dict(
     zero_init_residual=True,
     bn_momentum=0.8,
     bn_epsilon=0.002,
+    bn_synchronized=True,
     weight_decay=3e-4,
     preprocessing={"mean": [10.0], "std": [20.0]},
     name="custom",

@@ -1,0 +1,385 @@
+"""Datasets behind one interface, as tf.data pipelines of raw 0-255 pixels.
+
+`load_dataset(name)` returns a `Dataset`: unbatched train / validation / test splits of
+(uint8 image, int label) plus what a model needs to know (classes, image shape, the
+per-channel mean and std of the training images for the model's normalisation layer).
+`make_pipeline` batches a split with the paper's augmentation (Sections 3.4 and 4.2).
+
+Sources:
+  digits          scikit-learn's bundled 1,797 8x8 handwritten digits (no download).
+  tfds:NAME       any TensorFlow Datasets name (cifar10, cifar100, imagenet2012, ...).
+  folder:PATH     one sub-folder per class of JPEG/PNG/BMP/GIF files (or a plain PATH).
+"""
+
+import dataclasses
+import os
+import socket
+import warnings
+
+import numpy as np
+import tensorflow as tf
+
+from keras_resnet.cli import ReportedError
+
+AUTOTUNE = tf.data.AUTOTUNE
+AUGMENTATIONS = ("cifar", "imagenet", "none")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+# Digits split (fixed, stratified, scikit-learn's train_test_split with this seed):
+# 20% test, then 10% of all images for validation: 1,257 train / 180 val / 360 test.
+DIGITS_SPLIT_SEED = 0
+DIGITS_TEST_FRACTION = 0.2
+DIGITS_VALIDATION_FRACTION = 0.1
+
+
+class DatasetUnavailableError(ReportedError):
+    """The dataset is not prepared locally and cannot be downloaded now."""
+
+    exit_code = 2
+
+
+@dataclasses.dataclass
+class Dataset:
+    """Unbatched splits of (uint8 image [H, W, C], int32 label) and their description."""
+
+    name: str
+    train: tf.data.Dataset
+    validation: tf.data.Dataset
+    test: tf.data.Dataset
+    num_classes: int
+    class_names: list
+    image_shape: tuple  # native (height, width, channels); None sizes vary per image
+    train_size: int
+    mean: list  # per-channel mean of the training pixels, 0-255 scale
+    std: list
+    augment: str = "cifar"  # the augmentation this kind of data is trained with
+    flip: bool = True  # horizontal flips preserve the labels (not for digits)
+
+
+def _channel_stats(images):
+    pixels = images.reshape(-1, images.shape[-1]).astype("float64")
+    return pixels.mean(0).tolist(), np.maximum(pixels.std(0), 1e-3).tolist()
+
+
+def _from_arrays(name, splits, num_classes, class_names, **kwargs):
+    train_x, train_y = splits["train"]
+    mean, std = _channel_stats(train_x)
+    tensors = {k: tf.data.Dataset.from_tensor_slices((x, y.astype("int32"))) for k, (x, y) in splits.items()}
+    return Dataset(
+        name=name,
+        train=tensors["train"],
+        validation=tensors["validation"],
+        test=tensors["test"],
+        num_classes=num_classes,
+        class_names=class_names,
+        image_shape=tuple(train_x.shape[1:]),
+        train_size=len(train_x),
+        mean=mean,
+        std=std,
+        **kwargs,
+    )
+
+
+def digits_arrays(classes=None):
+    """The digits as 8-bit images (value x 255/16) and labels, split train/validation/test.
+
+    `classes` keeps only those digits (labels stay the digit values).
+    """
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_digits()
+    images = np.round(bunch.images * (255.0 / 16.0)).astype("uint8")[..., None]
+    labels = bunch.target.astype("int64")
+    rest_x, test_x, rest_y, test_y = train_test_split(
+        images, labels, test_size=DIGITS_TEST_FRACTION, stratify=labels, random_state=DIGITS_SPLIT_SEED
+    )
+    val_size = DIGITS_VALIDATION_FRACTION / (1 - DIGITS_TEST_FRACTION)
+    train_x, val_x, train_y, val_y = train_test_split(
+        rest_x, rest_y, test_size=val_size, stratify=rest_y, random_state=DIGITS_SPLIT_SEED
+    )
+    splits = {"train": (train_x, train_y), "validation": (val_x, val_y), "test": (test_x, test_y)}
+    if classes is not None:
+        keep = np.asarray(sorted(classes))
+        splits = {k: (x[np.isin(y, keep)], y[np.isin(y, keep)]) for k, (x, y) in splits.items()}
+    return splits
+
+
+def load_digits_dataset():
+    """scikit-learn's digits: 10 classes, 8x8x1 uint8, 1,257 / 180 / 360 images."""
+    return _from_arrays(
+        "digits", digits_arrays(), 10, [str(i) for i in range(10)], augment="cifar", flip=False
+    )
+
+
+def _online(host="storage.googleapis.com", port=443, timeout=3.0):
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def load_tfds_dataset(name, data_dir=None, download=False, manual_dir=None, validation_fraction=0.1):
+    """A TensorFlow Datasets dataset; fails in seconds when it is not prepared offline.
+
+    Validation: the dataset's own "validation" split where it has one and a test split
+    too; otherwise the last `validation_fraction` of "train" (CIFAR: 45k/5k, Section 4.2).
+    """
+    import tensorflow_datasets as tfds
+
+    try:
+        builder = tfds.builder(name, data_dir=data_dir, try_gcs=False)
+    except Exception as error:  # tfds raises its own DatasetNotFoundError
+        raise ValueError(f"Unknown TensorFlow Datasets name {name!r}: {error}") from None
+    hint = (
+        f"Prepare it where there is internet access (python -m tensorflow_datasets.scripts.download_and_prepare "
+        f"--datasets={name} --data_dir=DIR) and pass --data-dir DIR"
+        + (", with the archives in --manual-dir for manual datasets." if manual_dir is None else ".")
+    )
+    if not builder.is_prepared():
+        if not download:
+            raise DatasetUnavailableError(
+                f"Dataset tfds:{name} is not prepared in {builder.data_dir}. {hint} "
+                "Or pass --download to fetch it now."
+            )
+        if not _online():
+            raise DatasetUnavailableError(f"Dataset tfds:{name} is not prepared and there is no network. {hint}")
+        config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
+        builder.download_and_prepare(download_config=config)
+    splits = builder.info.splits
+    if "validation" in splits and "test" in splits:
+        names = {"train": "train", "validation": "validation", "test": "test"}
+    elif "validation" in splits:
+        names = {"train": "train", "validation": "validation", "test": "validation"}
+    else:
+        cut = int(round(100 * (1 - validation_fraction)))
+        names = {"train": f"train[:{cut}%]", "validation": f"train[{cut}%:]", "test": "test"}
+    loaded = {
+        key: builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
+        for key, split in names.items()
+    }
+    label = builder.info.features["label"]
+    image_shape = tuple(builder.info.features["image"].shape)
+    try:
+        train_size = builder.info.splits[names["train"]].num_examples
+    except KeyError:  # split metadata absent (tfds.testing.mock_data): count
+        train_size = int(loaded["train"].reduce(0, lambda count, *_: count + 1))
+    mean, std = _sample_stats(loaded["train"], image_shape)
+    is_small = image_shape[0] is not None and image_shape[0] <= 64
+    return Dataset(
+        name=f"tfds:{name}",
+        train=loaded["train"].map(_cast_label),
+        validation=loaded["validation"].map(_cast_label),
+        test=loaded["test"].map(_cast_label),
+        num_classes=label.num_classes,
+        class_names=list(label.names),
+        image_shape=image_shape,
+        train_size=int(train_size),
+        mean=mean,
+        std=std,
+        augment="cifar" if is_small else "imagenet",
+        flip=True,
+    )
+
+
+def _cast_label(image, label):
+    return image, tf.cast(label, tf.int32)
+
+
+def _sample_stats(dataset, image_shape, samples=2000):
+    """Per-channel mean/std from up to `samples` training images (resized when sizes vary)."""
+    size = image_shape[0] or 64
+
+    def resize(image, _):
+        return tf.image.resize(tf.cast(image, tf.float32), (size, size))
+
+    images = np.stack([x.numpy() for x in dataset.take(samples).map(resize)])
+    return _channel_stats(images)
+
+
+def _is_image(path):
+    """True for a file whose bytes are a complete, decodable image (Pillow's check)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            image.verify()
+        with Image.open(path) as image:
+            image.load()
+        return True
+    except Exception:
+        return False
+
+
+def load_folder_dataset(path, image_size=64, validation_fraction=0.2, seed=0, channels=3):
+    """Images in `path/<class>/*`, resized to `image_size`; a stratified validation split.
+
+    Files that are not readable images are skipped and counted in a warning. The
+    validation split doubles as the test split.
+    """
+    if not os.path.isdir(path):
+        raise NotADirectoryError(f"Image folder not found. Received: folder={path!r}")
+    classes = sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)) and not d.startswith("."))
+    files, labels, skipped = [], [], 0
+    for index, name in enumerate(classes):
+        for entry in sorted(os.listdir(os.path.join(path, name))):
+            full = os.path.join(path, name, entry)
+            if not os.path.isfile(full):
+                continue
+            if entry.lower().endswith(IMAGE_SUFFIXES) and _is_image(full):
+                files.append(full)
+                labels.append(index)
+            else:
+                skipped += 1
+    if skipped:
+        warnings.warn(f"Skipped {skipped} unreadable or non-image files in {path}", stacklevel=2)
+    present = sorted(set(labels))
+    if len(present) < 2:
+        raise ValueError(
+            f"An image folder needs at least two class sub-folders with images; {path!r} has "
+            f"{len(present)} ({len(files)} images in {classes or 'no sub-folders'})."
+        )
+    rng = np.random.default_rng(seed)
+    files, labels = np.asarray(files), np.asarray(labels, dtype="int32")
+    train_idx, val_idx = [], []
+    for label in present:
+        idx = rng.permutation(np.flatnonzero(labels == label))
+        cut = max(1, int(round(len(idx) * validation_fraction))) if len(idx) > 1 else 0
+        val_idx += list(idx[:cut])
+        train_idx += list(idx[cut:])
+
+    def decode(file, label):
+        image = tf.io.decode_image(tf.io.read_file(file), channels=channels, expand_animations=False)
+        image = tf.image.resize(image, (image_size, image_size), antialias=True)
+        return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8), label
+
+    def split(indices):
+        order = np.sort(np.asarray(indices, dtype="int64"))
+        data = tf.data.Dataset.from_tensor_slices((files[order], labels[order]))
+        return data.map(decode, num_parallel_calls=AUTOTUNE).ignore_errors()
+
+    train = split(train_idx)
+    mean, std = _channel_stats(np.stack([x.numpy() for x, _ in train.take(500)]))
+    validation = split(val_idx)
+    return Dataset(
+        name=f"folder:{path}",
+        train=train,
+        validation=validation,
+        test=validation,
+        num_classes=len(classes),
+        class_names=classes,
+        image_shape=(image_size, image_size, channels),
+        train_size=len(train_idx),
+        mean=mean,
+        std=std,
+        augment="cifar" if image_size <= 64 else "imagenet",
+        flip=True,
+    )
+
+
+DATASET_KINDS = ("digits", "tfds:NAME", "folder:PATH")
+
+
+def load_dataset(name, *, data_dir=None, download=False, manual_dir=None, image_size=None, seed=0):
+    """Load a dataset by name: "digits", "tfds:NAME" or "folder:PATH" (or an existing folder)."""
+    if name == "digits":
+        return load_digits_dataset()
+    if name.startswith("tfds:"):
+        return load_tfds_dataset(name[5:], data_dir=data_dir, download=download, manual_dir=manual_dir)
+    if name.startswith("folder:") or os.path.isdir(name):
+        path = name[7:] if name.startswith("folder:") else name
+        return load_folder_dataset(path, image_size=image_size or 64, seed=seed)
+    raise ValueError(f"Unknown dataset {name!r}. Use one of: {', '.join(DATASET_KINDS)}.")
+
+
+# --- augmentation and batching ---------------------------------------------------------
+
+
+def _cifar_augment(image, seed, size, flip):
+    """Section 4.2: pad 4 pixels each side (size / 8), random crop back, random flip."""
+    pad = max(1, size // 8)
+    image = tf.image.resize_with_crop_or_pad(image, size + 2 * pad, size + 2 * pad)
+    image = tf.image.stateless_random_crop(image, (size, size, tf.shape(image)[-1]), seed=seed)
+    if flip:
+        image = tf.image.stateless_random_flip_left_right(image, seed=seed + 1)
+    return image
+
+
+def _imagenet_augment(image, seed, size, flip):
+    """Random-resized crop (area 8-100%, aspect 3/4-4/3) and flip (Section 3.4, Szegedy et al.)."""
+    begin, crop, _ = tf.image.stateless_sample_distorted_bounding_box(
+        tf.shape(image),
+        bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]),
+        seed=seed,
+        min_object_covered=0.0,
+        aspect_ratio_range=(3 / 4, 4 / 3),
+        area_range=(0.08, 1.0),
+        max_attempts=10,
+        use_image_if_no_bounding_boxes=True,
+    )
+    image = tf.slice(image, begin, crop)
+    image = tf.image.resize(image, (size, size))
+    if flip:
+        image = tf.image.stateless_random_flip_left_right(image, seed=seed + 1)
+    return image
+
+
+def _center_crop(image, size):
+    """Evaluation for ImageNet-style data: shorter side to size / 0.875, central crop."""
+    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+    scale = (size / 0.875) / tf.reduce_min(shape)
+    image = tf.image.resize(image, tf.cast(tf.round(shape * scale), tf.int32))
+    return tf.image.resize_with_crop_or_pad(image, size, size)
+
+
+def make_pipeline(
+    dataset,
+    *,
+    batch_size,
+    num_classes,
+    image_size,
+    training,
+    augment="cifar",
+    flip=True,
+    seed=0,
+    cache=True,
+    shuffle_buffer=10_000,
+):
+    """Batch a split of raw images for `fit`/`evaluate`: float32 0-255 images, one-hot labels.
+
+    Training shuffles and augments with stateless random ops seeded per element, so a
+    seed gives the same batches on every run; `tf.data.Dataset.random` gives each epoch
+    new draws. Evaluation resizes (cifar) or centre-crops (imagenet).
+    """
+    if augment not in AUGMENTATIONS:
+        raise ValueError(f"augment must be one of {AUGMENTATIONS}. Received: augment={augment!r}")
+    if cache:
+        dataset = dataset.cache()
+    if training:
+        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        dataset = tf.data.Dataset.zip((dataset, seeds))
+    else:
+        dataset = dataset.map(lambda image, label: ((image, label), tf.zeros(2, tf.int64)))
+
+    def prepare(example, element_seed):
+        image, label = example
+        image = tf.cast(image, tf.float32)
+        if training and augment == "cifar":
+            image = tf.image.resize(image, (image_size, image_size))
+            image = _cifar_augment(image, element_seed, image_size, flip)
+        elif training and augment == "imagenet":
+            image = _imagenet_augment(image, element_seed, image_size, flip)
+        elif augment == "imagenet":
+            image = _center_crop(image, image_size)
+        else:
+            image = tf.image.resize(image, (image_size, image_size))
+        return image, tf.one_hot(label, num_classes)
+
+    dataset = dataset.map(prepare, num_parallel_calls=AUTOTUNE)
+    # Training drops the last partial batch (reshuffled, so other images each epoch): every
+    # step then has the same global batch, split evenly however many replicas share it.
+    dataset = dataset.batch(batch_size, drop_remainder=training)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options).prefetch(AUTOTUNE)

@@ -1,0 +1,36 @@
+"""Figures written as PNG: training curves and experiment plots."""
+
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def _atomic_savefig(figure, path):
+    tmp = f"{path}.tmp.png"
+    figure.savefig(tmp, dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    os.replace(tmp, path)
+
+
+def plot_history(rows, path, title=None):
+    """Loss and accuracy per epoch, train and validation, side by side (rows from history.csv)."""
+    epochs = [int(r["epoch"]) for r in rows]
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, metric in zip(axes, ("loss", "accuracy")):
+        for prefix, style in (("", "-"), ("val_", "--")):
+            key = prefix + metric
+            if rows and key in rows[0]:
+                ax.plot(epochs, [float(r[key]) for r in rows], style, marker="o", ms=3,
+                        label="validation" if prefix else "train")
+        if metric == "loss":
+            ax.set_yscale("log")  # the first epochs' validation loss would flatten the rest
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        figure.suptitle(title)
+    _atomic_savefig(figure, path)
