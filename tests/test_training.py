@@ -261,3 +261,15 @@ def test_default_command_trains_resnet20_on_digits(tmp_path):
     metrics = json.load(open(tmp_path / "runs" / "resnet20-digits" / "metrics.json"))
     assert metrics["test_accuracy"] > 0.95
     assert os.path.exists(tmp_path / "saved_models" / "resnet20" / "1" / "saved_model.pb")
+
+
+def test_mixed_precision_keeps_softmax_in_float32_and_xla_compiles(tmp_path):
+    try:
+        metrics = training.train(tiny_config(tmp_path, precision="mixed_bfloat16", jit_compile=True, epochs=1,
+                                             export=False))
+        model = keras.saving.load_model(tmp_path / "run" / "final.keras", safe_mode=True)
+        assert model.get_layer("stage2_block1_conv1").compute_dtype == "bfloat16"
+        assert model.get_layer("predictions").compute_dtype == "float32"
+        assert model.output.dtype == "float32" and np.isfinite(metrics["test_loss"])
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
