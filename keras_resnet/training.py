@@ -262,6 +262,16 @@ class StepAndEpochBackup(keras.callbacks.BackupAndRestore):
         if self.save_freq != "epoch":
             self._save_model()
 
+    def _save_model(self):
+        # Keras writes the weights file in place: a kill during the write leaves a truncated
+        # HDF5 file that fails to load. Write beside it and rename, so a backup is whole.
+        os.makedirs(self.backup_dir, exist_ok=True)
+        tmp = self._weights_path[: -len(".weights.h5")] + ".tmp.weights.h5"
+        self.model.save_weights(tmp, overwrite=True)
+        os.replace(tmp, self._weights_path)
+        _atomic_write(self._training_metadata_path,
+                      json.dumps({"epoch": self._current_epoch, "batch": self._last_batch_seen}))
+
 
 class HistoryLogger(keras.callbacks.Callback):
     """history.csv and curves.png, rewritten atomically after every epoch.
