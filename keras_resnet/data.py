@@ -211,6 +211,22 @@ def _is_image(path):
         return False
 
 
+def resize_images(images, size):
+    """Antialiased bilinear resize of raw 0-255 images to `size` (height, width), as float32.
+
+    The one resize of the package: the folder datasets and the exported serving signatures use
+    it, so a served image is resized exactly as the training images were.
+    """
+    return tf.image.resize(tf.cast(images, tf.float32), size, antialias=True)
+
+
+def decode_and_resize(encoded, size, channels=3):
+    """One encoded JPEG/PNG/BMP/GIF string -> uint8 image of `size` with `channels` channels."""
+    image = tf.io.decode_image(encoded, channels=channels, expand_animations=False)
+    image = resize_images(image, size)
+    return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+
+
 def load_folder_dataset(path, image_size=64, validation_fraction=0.2, seed=0, channels=3):
     """Images in `path/<class>/*`, resized to `image_size`; a stratified validation split.
 
@@ -249,9 +265,7 @@ def load_folder_dataset(path, image_size=64, validation_fraction=0.2, seed=0, ch
         train_idx += list(idx[cut:])
 
     def decode(file, label):
-        image = tf.io.decode_image(tf.io.read_file(file), channels=channels, expand_animations=False)
-        image = tf.image.resize(image, (image_size, image_size), antialias=True)
-        return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8), label
+        return decode_and_resize(tf.io.read_file(file), (image_size, image_size), channels), label
 
     def split(indices):
         order = np.sort(np.asarray(indices, dtype="int64"))

@@ -395,6 +395,8 @@ def train(config, strategy=None):
     if not is_chief:  # other workers keep their own state beside the chief's
         run_dir = os.path.join(run_dir, f"worker-{task_index}")
     prepare_run_dir(run_dir, config)
+    if dataset.class_names:  # for scripts/export.py and predict.py
+        _atomic_write(os.path.join(run_dir, "labels.txt"), "\n".join(map(str, dataset.class_names)) + "\n")
 
     def pipeline(split, training):
         return data.make_pipeline(split, batch_size=config.batch_size, num_classes=dataset.num_classes,

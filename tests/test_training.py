@@ -89,7 +89,7 @@ def test_run_writes_everything_and_exports(tmp_path):
     metrics = training.train(tiny_config(tmp_path))
     run = tmp_path / "run"
     assert sorted(os.listdir(run)) == ["best.json", "best.keras", "config.json", "curves.png", "final.keras",
-                                       "history.csv", "logs", "metrics.json"]  # backup/ removed at the end
+                                       "history.csv", "labels.txt", "logs", "metrics.json"]  # backup/ removed at the end
     assert [int(r["epoch"]) for r in read_history(run)] == [1, 2]
     assert json.load(open(run / "config.json"))["model_kwargs"] == TINY
     saved = json.load(open(run / "metrics.json"))
@@ -103,8 +103,8 @@ def test_run_writes_everything_and_exports(tmp_path):
     shown = subprocess.run([cli, "show", "--dir", saved["export"], "--tag_set", "serve", "--signature_def",
                             "serving_default"], capture_output=True, text=True, timeout=120)
     assert shown.returncode == 0, shown.stderr[-2000:]
-    assert "inputs['image']" in shown.stdout and "shape: (-1, 8, 8, 1)" in shown.stdout
-    assert "shape: (-1, 10)" in shown.stdout
+    assert "inputs['images']" in shown.stdout and "shape: (-1, -1, -1, 1)" in shown.stdout  # any size, gray
+    assert "outputs['probabilities']" in shown.stdout and "shape: (-1, 10)" in shown.stdout
     best = keras.saving.load_model(run / "best.keras", safe_mode=True)
     assert best.get_layer("preprocessing") is not None  # raw 0-255 pixels in
     assert os.listdir(run / "logs")
