@@ -104,11 +104,58 @@ def digits_arrays(classes=None):
     return splits
 
 
-def load_digits_dataset():
-    """scikit-learn's digits: 10 classes, 8x8x1 uint8, 1,257 / 180 / 360 images."""
-    return _from_arrays(
-        "digits", digits_arrays(), 10, [str(i) for i in range(10)], augment="cifar", flip=False
-    )
+def load_digits_dataset(classes=None):
+    """scikit-learn's digits: 10 classes, 8x8x1 uint8, 1,257 / 180 / 360 images.
+
+    `classes` (for example range(5, 10)) keeps only those digits, labelled 0..len-1 in order,
+    with the digits as class names: "digits:5-9" for the transfer demonstration.
+    """
+    if classes is None:
+        return _from_arrays("digits", digits_arrays(), 10, [str(i) for i in range(10)], augment="cifar", flip=False)
+    classes = sorted(set(classes))
+    lookup = np.full(10, -1)
+    lookup[classes] = np.arange(len(classes))
+    splits = {k: (x, lookup[y]) for k, (x, y) in digits_arrays(classes).items()}
+    name = f"digits:{classes[0]}-{classes[-1]}" if classes == list(range(classes[0], classes[-1] + 1)) else "digits"
+    return _from_arrays(name, splits, len(classes), [str(c) for c in classes], augment="cifar", flip=False)
+
+
+def _parse_digit_classes(spec):
+    """'5-9' -> [5, 6, 7, 8, 9]; '1,3,7' -> [1, 3, 7]."""
+    try:
+        if "-" in spec:
+            low, high = (int(v) for v in spec.split("-"))
+            classes = list(range(low, high + 1))
+        else:
+            classes = [int(v) for v in spec.split(",")]
+    except ValueError:
+        classes = []
+    if len(classes) < 2 or min(classes) < 0 or max(classes) > 9:
+        raise ValueError(f"digits classes must be a range like 5-9 or a list like 1,3,7 of at least two digits. "
+                         f"Received: dataset='digits:{spec}'")
+    return classes
+
+
+def limit_per_class(dataset, per_class):
+    """`dataset` with only the first `per_class` training images of each class (few-label runs)."""
+    labels = np.fromiter((int(y) for _, y in dataset.train.as_numpy_iterator()), dtype="int64")
+    counts = np.bincount(labels, minlength=dataset.num_classes)
+
+    def keep_first(seen, element):
+        _, label = element
+        keep = tf.gather(seen, label) < per_class
+        return tf.tensor_scatter_nd_add(seen, [[label]], [1]), (element, keep)
+
+    def kept(element, keep):
+        return keep
+
+    def unwrap(element, keep):
+        return element
+
+    size = int(np.minimum(counts, per_class).sum())
+    train = dataset.train.scan(tf.zeros([dataset.num_classes], tf.int32), keep_first).filter(kept).map(unwrap)
+    train = train.apply(tf.data.experimental.assert_cardinality(size))  # a known epoch length for Keras
+    return dataclasses.replace(dataset, train=train, train_size=size)
 
 
 def _online(host="storage.googleapis.com", port=443, timeout=3.0):
@@ -291,13 +338,15 @@ def load_folder_dataset(path, image_size=64, validation_fraction=0.2, seed=0, ch
     )
 
 
-DATASET_KINDS = ("digits", "tfds:NAME", "folder:PATH")
+DATASET_KINDS = ("digits", "digits:5-9", "tfds:NAME", "folder:PATH")
 
 
 def load_dataset(name, *, data_dir=None, download=False, manual_dir=None, image_size=None, seed=0):
     """Load a dataset by name: "digits", "tfds:NAME" or "folder:PATH" (or an existing folder)."""
     if name == "digits":
         return load_digits_dataset()
+    if name.startswith("digits:"):
+        return load_digits_dataset(_parse_digit_classes(name[7:]))
     if name.startswith("tfds:"):
         return load_tfds_dataset(name[5:], data_dir=data_dir, download=download, manual_dir=manual_dir)
     if name.startswith("folder:") or os.path.isdir(name):

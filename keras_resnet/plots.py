@@ -34,3 +34,17 @@ def plot_history(rows, path, title=None):
     if title:
         figure.suptitle(title)
     _atomic_savefig(figure, path)
+
+
+def plot_bars(labels, values, path, title=None, ylabel=None, ylim=(0, 1)):
+    """One bar per label, its value written above it (for example test accuracy per mode)."""
+    figure, ax = plt.subplots(figsize=(1.4 * len(labels) + 2, 4))
+    bars = ax.bar(labels, values, color="tab:blue")
+    for bar, value in zip(bars, values):
+        ax.text(bar.get_x() + bar.get_width() / 2, value, f"{value:.3f}", ha="center", va="bottom")
+    ax.set_ylim(*ylim)
+    ax.set_ylabel(ylabel or "")
+    ax.grid(alpha=0.3, axis="y")
+    if title:
+        ax.set_title(title)
+    _atomic_savefig(figure, path)

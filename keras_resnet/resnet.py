@@ -35,6 +35,10 @@ POOLINGS = ("avg", "max", None)
 # Per-channel mean and standard deviation on the 0-255 scale (torchvision's ImageNet values).
 PREPROCESSING = {
     "imagenet": {"mean": [123.675, 116.28, 103.53], "std": [58.395, 57.12, 57.375]},
+    # keras.applications' "caffe" mode (the original ResNet weights): subtract the ImageNet mean,
+    # no scaling. Caffe also swaps RGB to BGR; weights.from_keras_applications folds that swap
+    # into stage1_conv's kernel, so the model still takes RGB.
+    "caffe": {"mean": [123.68, 116.779, 103.939], "std": [1.0, 1.0, 1.0]},
 }
 
 
@@ -309,6 +313,7 @@ def build_resnet(
     weight_decay=0.0,
     preprocessing=None,
     name=None,
+    weights=None,
 ):
     """The five-stage ImageNet ResNet of Table 1, or a custom-depth variant.
 
@@ -319,6 +324,10 @@ def build_resnet(
         block_type: "basic" or "bottleneck"; defaults to the table's for `depth`,
             else "basic".
         width: filters of conv1 and conv2_x (64); later stages double it.
+        weights: None (random), "imagenet" (keras.applications' weights for 50/101/152,
+            downloaded and cached by Keras), a keras.applications .h5 file, or our own
+            `.keras` / `.weights.h5` file (see `keras_resnet.weights.load_weights`). ImageNet
+            weights bring their "caffe" preprocessing and BN epsilon 1.001e-5 unless given.
         Other arguments: as in `ResNet`.
 
     Example:
@@ -337,7 +346,13 @@ def build_resnet(
     if name is None:
         kind = "resnet" if residual else "plain"
         name = f"{kind}{depth}" if depth in RESNET_SPECS and stage_repeats == RESNET_SPECS[depth][1] else kind
-    return ResNet(
+    if weights is not None:
+        from keras_resnet import weights as weights_lib  # keras.applications, h5py: only when asked
+
+        if weights_lib.is_applications_weights(weights):
+            preprocessing = "caffe" if preprocessing is None else preprocessing
+            bn_epsilon = weights_lib.KERAS_APPLICATIONS_EPSILON if bn_epsilon == 1e-5 else bn_epsilon
+    model = ResNet(
         block_type=block_type,
         stage_repeats=stage_repeats,
         stage_widths=[width * 2**i for i in range(len(stage_repeats))],
@@ -359,6 +374,9 @@ def build_resnet(
         preprocessing=preprocessing,
         name=name,
     )
+    if weights is not None:
+        weights_lib.load_weights(model, weights)
+    return model
 
 
 def cifar_blocks_per_stage(depth):
@@ -389,11 +407,13 @@ def build_cifar_resnet(
     weight_decay=0.0,
     preprocessing=None,
     name=None,
+    weights=None,
 ):
     """The CIFAR-10 ResNet of Section 4.2: depth 6n+2, 3x3/16 stem, 3 stages of n blocks.
 
     Stages have 16, 32, 64 filters (times `width / 16`) on 32x32, 16x16 and 8x8 maps,
-    with option A shortcuts by default as in the paper. Other arguments: as in `ResNet`.
+    with option A shortcuts by default as in the paper. `weights`: None or our own `.keras` /
+    `.weights.h5` file (`keras_resnet.weights.load_weights`). Other arguments: as in `ResNet`.
 
     Example:
         >>> model = build_cifar_resnet(56)            # 853,018 parameters
@@ -402,7 +422,7 @@ def build_cifar_resnet(
     n = cifar_blocks_per_stage(depth)
     if name is None:
         name = f"{'resnet' if residual else 'plain'}{depth}"
-    return ResNet(
+    model = ResNet(
         block_type="basic",
         stage_repeats=(n, n, n),
         stage_widths=(width, 2 * width, 4 * width),
@@ -423,6 +443,11 @@ def build_cifar_resnet(
         preprocessing=preprocessing,
         name=name,
     )
+    if weights is not None:
+        from keras_resnet import weights as weights_lib
+
+        weights_lib.load_weights(model, weights)
+    return model
 
 
 __all__ = [

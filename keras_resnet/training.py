@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_resnet import analysis, data, distribute, export, plots, registry
+from keras_resnet import analysis, data, distribute, export, plots, registry, transfer
 from keras_resnet.cli import ReportedError
 
 # --- configuration ---------------------------------------------------------------------
@@ -62,6 +62,13 @@ class TrainConfig:
     manual_dir: str = None  # archives of manually downloaded TFDS datasets (imagenet2012)
     download: bool = False  # allow a TFDS download (fails in seconds when offline)
     image_size: int = None  # input height and width; None: the dataset's native size
+    train_per_class: int = None  # keep only the first N training images of each class (few-label runs)
+    # Transfer learning (scripts/transfer.py)
+    init_from: str = None  # start from: "imagenet" (with --model resnet50/101/152), an .h5, .keras file or run dir
+    transfer_mode: str = None  # full|partial|head: which layers train after init_from (default full)
+    trainable_from: str = None  # partial: the first stage that trains, e.g. stage4
+    trainable_blocks: int = None  # partial: train only the last N blocks (and the head)
+    head_hidden_units: int = 0  # a hidden fully connected layer (ReLU) of this size before the new classifier
     # Recipe (defaults: the "cifar" recipe)
     recipe: str = "cifar"  # "cifar" or "imagenet": the values below that it sets
     epochs: int = 182  # passes over the training split
@@ -112,7 +119,7 @@ def resolve_config(overrides=None):
     recipe = overrides.get("recipe", values["recipe"])
     _check(recipe in RECIPES, f"recipe must be one of {tuple(RECIPES)}. Received: recipe={recipe!r}")
     values.update(RECIPES[recipe])
-    values.update(DATASET_DEFAULTS.get(overrides.get("dataset", values["dataset"]), {}))
+    values.update(DATASET_DEFAULTS.get(overrides.get("dataset", values["dataset"]).split(":")[0], {}))
     values.update(overrides)
     config = TrainConfig(**values)
     validate_config(config)
@@ -141,6 +148,15 @@ def validate_config(config):
     _check(config.warmup_epochs >= 0, f"warmup_epochs must be >= 0. Received: warmup_epochs={config.warmup_epochs!r}")
     _check(config.backup_every_steps >= 0, f"backup_every_steps must be >= 0. Received: {config.backup_every_steps!r}")
     _check(config.image_size is None or config.image_size >= 1, f"image_size must be positive. Received: image_size={config.image_size!r}")
+    _check(config.train_per_class is None or config.train_per_class >= 1,
+           f"train_per_class must be positive. Received: train_per_class={config.train_per_class!r}")
+    _check(config.transfer_mode in (None,) + transfer.MODES,
+           f"transfer_mode must be one of {transfer.MODES}. Received: transfer_mode={config.transfer_mode!r}")
+    transfer_fields = ("transfer_mode", "trainable_from", "trainable_blocks")
+    for name in transfer_fields:
+        _check(getattr(config, name) is None or config.init_from,
+               f"{name} needs init_from (the weights to transfer). Received: {name}={getattr(config, name)!r}")
+    _check(config.head_hidden_units >= 0, f"head_hidden_units must be >= 0. Received: {config.head_hidden_units!r}")
 
 
 def load_config_file(path):
@@ -207,7 +223,7 @@ def make_optimizer(config, steps_per_epoch, replicas=1):
 # --- run directory and callbacks ---------------------------------------------------------
 
 
-def _atomic_write(path, text):
+def atomic_write(path, text):
     tmp = f"{path}.tmp"
     with open(tmp, "w") as f:
         f.write(text)
@@ -247,7 +263,7 @@ def prepare_run_dir(run_dir, config):
                 f"{run_dir} holds an unfinished run with a different config ({', '.join(changed)}); "
                 "rerun with the same settings to resume it, or pass another --run-dir."
             )
-    _atomic_write(path, json.dumps(resolved, indent=2) + "\n")
+    atomic_write(path, json.dumps(resolved, indent=2) + "\n")
 
 
 class StepAndEpochBackup(keras.callbacks.BackupAndRestore):
@@ -269,7 +285,7 @@ class StepAndEpochBackup(keras.callbacks.BackupAndRestore):
         tmp = self._weights_path[: -len(".weights.h5")] + ".tmp.weights.h5"
         self.model.save_weights(tmp, overwrite=True)
         os.replace(tmp, self._weights_path)
-        _atomic_write(self._training_metadata_path,
+        atomic_write(self._training_metadata_path,
                       json.dumps({"epoch": self._current_epoch, "batch": self._last_batch_seen}))
 
 
@@ -306,7 +322,7 @@ class HistoryLogger(keras.callbacks.Callback):
         writer = csv.DictWriter(out, fieldnames=columns)
         writer.writeheader()
         writer.writerows(self.rows)
-        _atomic_write(self.csv_path, out.getvalue())
+        atomic_write(self.csv_path, out.getvalue())
         plots.plot_history(self.rows, self.png_path, self.title)
 
 
@@ -336,7 +352,7 @@ class BestCheckpoint(keras.callbacks.Callback):
         tmp = self.path[: -len(".keras")] + ".tmp.keras"
         self.model.save(tmp)
         os.replace(tmp, self.path)
-        _atomic_write(self.info_path, json.dumps({"epoch": epoch + 1, self.monitor: self.best}) + "\n")
+        atomic_write(self.info_path, json.dumps({"epoch": epoch + 1, self.monitor: self.best}) + "\n")
 
 
 # --- training ----------------------------------------------------------------------------
@@ -349,11 +365,23 @@ def _seed_everything(config):
 
 
 def build_model(config, dataset, image_size):
-    """The registry model for this dataset: raw-pixel input, normalisation layer, classes."""
+    """The registry model for this dataset: raw-pixel input, normalisation layer, classes.
+
+    With `init_from`: the pretrained backbone (with the preprocessing its weights expect, not
+    the dataset's), a new head and `transfer_mode`'s layers trainable.
+    """
     weight_decay = config.weight_decay if config.optimizer != "adamw" else 0.0
+    input_shape = (image_size, image_size, dataset.image_shape[-1])
+    if config.init_from:
+        return transfer.build_transfer_model(
+            config.init_from, input_shape=input_shape, num_classes=dataset.num_classes,
+            mode=config.transfer_mode or "full", trainable_from=config.trainable_from,
+            last_blocks=config.trainable_blocks, hidden_units=config.head_hidden_units, model_name=config.model,
+            weight_decay=weight_decay,
+        )
     return registry.get_model(
         config.model,
-        input_shape=(image_size, image_size, dataset.image_shape[-1]),
+        input_shape=input_shape,
         num_classes=dataset.num_classes,
         preprocessing={"mean": dataset.mean, "std": dataset.std},
         weight_decay=weight_decay,
@@ -387,6 +415,8 @@ def train(config, strategy=None):
 
     dataset = data.load_dataset(config.dataset, data_dir=config.data_dir, download=config.download,
                                 manual_dir=config.manual_dir, image_size=config.image_size, seed=config.seed)
+    if config.train_per_class:
+        dataset = data.limit_per_class(dataset, config.train_per_class)
     image_size = config.image_size or dataset.image_shape[0] or 224
     augment = dataset.augment if config.augment == "auto" else config.augment
     flip = dataset.flip if config.flip is None else config.flip
@@ -396,7 +426,7 @@ def train(config, strategy=None):
         run_dir = os.path.join(run_dir, f"worker-{task_index}")
     prepare_run_dir(run_dir, config)
     if dataset.class_names:  # for scripts/export.py and predict.py
-        _atomic_write(os.path.join(run_dir, "labels.txt"), "\n".join(map(str, dataset.class_names)) + "\n")
+        atomic_write(os.path.join(run_dir, "labels.txt"), "\n".join(map(str, dataset.class_names)) + "\n")
 
     def pipeline(split, training):
         return data.make_pipeline(split, batch_size=config.batch_size, num_classes=dataset.num_classes,
@@ -453,13 +483,16 @@ def train(config, strategy=None):
         "replicas": replicas,
         "run_dir": run_dir,
     }
+    if config.init_from:
+        metrics.update(init_from=config.init_from, transfer_mode=config.transfer_mode or "full",
+                       trainable_params_per_stage=transfer.trainable_report(model))
     if "top5_accuracy" in results:
         metrics["test_top5_accuracy"] = float(results["top5_accuracy"])
     if config.export and is_chief:
         metrics["export"] = export.export_saved_model(
             model, config.export_dir, name=config.model, class_names=dataset.class_names
         )
-    _atomic_write(os.path.join(run_dir, "metrics.json"), json.dumps(metrics, indent=2) + "\n")
+    atomic_write(os.path.join(run_dir, "metrics.json"), json.dumps(metrics, indent=2) + "\n")
     return metrics
 
 
@@ -508,7 +541,7 @@ def add_config_arguments(parser):
             parser.add_argument(flag, **kwargs)
 
 
-def _parse_model_arg(text):
+def parse_model_arg(text):
     key, sep, value = text.partition("=")
     _check(sep and key, f"--model-arg takes KEY=VALUE. Received: {text!r}")
     try:
@@ -522,6 +555,6 @@ def config_overrides(args):
     given = dict(vars(args))
     overrides = load_config_file(given.pop("config")) if "config" in given else {}
     if "model_kwargs" in given:
-        given["model_kwargs"] = {**overrides.get("model_kwargs", {}), **dict(map(_parse_model_arg, given["model_kwargs"]))}
+        given["model_kwargs"] = {**overrides.get("model_kwargs", {}), **dict(map(parse_model_arg, given["model_kwargs"]))}
     overrides.update(given)
     return overrides

@@ -1,0 +1,100 @@
+import keras
+import numpy as np
+import pytest
+from conftest import randomize_batchnorm
+
+import keras_resnet as kr
+from keras_resnet import weights
+
+SIZE = 32  # keras.applications' smallest input: keeps 101 and 152 quick
+
+
+def random_application(depth, rng, **kwargs):
+    app = getattr(keras.applications, weights.APPLICATIONS[depth])(weights=None, input_shape=(SIZE, SIZE, 3), **kwargs)
+    randomize_batchnorm(app, rng)
+    for layer in app.layers:  # random conv biases, so that folding them into BN is tested
+        if isinstance(layer, keras.layers.Conv2D):
+            kernel, bias = layer.get_weights()
+            layer.set_weights([kernel, rng.normal(0, 0.1, bias.shape)])
+    return app
+
+
+def features(model, name, x):
+    return np.asarray(keras.Model(model.input, model.get_layer(name).output)(x))
+
+
+@pytest.mark.parametrize("depth", [50, 101, 152])
+def test_converted_keras_applications_model_gives_the_same_outputs(depth, rng):
+    app = random_application(depth, rng, classes=7)
+    ours = weights.from_keras_applications(app)
+    assert isinstance(ours, kr.ResNet) and ours.depth == depth and ours.preprocessing == "caffe"
+    assert ours.count_params() == app.count_params() - sum(
+        layer.filters for layer in app.layers if isinstance(layer, keras.layers.Conv2D))  # minus conv biases
+    pixels = rng.uniform(0, 255, (3, SIZE, SIZE, 3)).astype("float32")
+    caffe = keras.applications.resnet.preprocess_input(pixels.copy())
+    assert np.abs(ours.predict(pixels, verbose=0) - app.predict(caffe, verbose=0)).max() < 1e-4
+    theirs, mine = features(app, "conv5_block3_out", caffe), features(ours, "stage5_out", pixels)
+    assert np.abs(theirs - mine).max() < 1e-5 * np.abs(theirs).max() + 1e-4
+
+
+def test_applications_h5_file_into_build_resnet_and_depth_mismatch(tmp_path, rng):
+    import h5py
+    from keras.src.legacy.saving import legacy_h5_format
+
+    app = random_application(50, rng, include_top=False, pooling="avg")
+    path = str(tmp_path / "resnet50_notop.h5")
+    with h5py.File(path, "w") as f:  # the layout of keras.applications' downloadable files
+        legacy_h5_format.save_weights_to_hdf5_group(f, app)
+    ours = kr.build_resnet(50, weights=path, include_top=False, pooling="avg", input_shape=(SIZE, SIZE, 3))
+    pixels = rng.uniform(0, 255, (2, SIZE, SIZE, 3)).astype("float32")
+    expected = app.predict(keras.applications.resnet.preprocess_input(pixels.copy()), verbose=0)
+    np.testing.assert_allclose(ours.predict(pixels, verbose=0), expected, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="holds ResNet-50 but the model is ResNet-101"):
+        kr.build_resnet(101, weights=path, include_top=False, input_shape=(SIZE, SIZE, 3))
+    with pytest.raises(ValueError, match="ResNet-50/101/152; the model is ResNet-18"):
+        kr.build_resnet(18, weights=path, include_top=False, input_shape=(SIZE, SIZE, 3))
+
+
+def test_imagenet_weights_offline_say_where_to_put_the_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setattr("keras_resnet.data._online", lambda *a, **k: False)  # CI is offline anyway
+    with pytest.raises(FileNotFoundError) as error:
+        kr.build_resnet(50, weights="imagenet", include_top=False, input_shape=(SIZE, SIZE, 3))
+    message = str(error.value)
+    assert str(tmp_path / "models" / "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5") in message
+    assert "https://storage.googleapis.com/tensorflow/keras-applications/resnet/" in message
+    with pytest.raises(ValueError, match="num_classes must be 1000. Received: num_classes=10"):
+        kr.build_resnet(50, weights="imagenet", num_classes=10, input_shape=(SIZE, SIZE, 3))
+
+
+def tiny(**kwargs):
+    args = dict(stage_repeats=(1, 1, 1, 1), block_type="basic", width=4, input_shape=(SIZE, SIZE, 3),
+                num_classes=5, preprocessing="imagenet")
+    args.update(kwargs)
+    return kr.build_resnet(**args)
+
+
+def test_own_keras_and_weights_files_with_or_without_the_head(tmp_path, rng):
+    source = randomize_batchnorm(tiny(), rng)
+    for w in source.trainable_weights:
+        w.assign(rng.normal(0, 0.2, w.shape))
+    source.save(tmp_path / "source.keras")
+    source.save_weights(tmp_path / "source.weights.h5")
+    pixels = rng.uniform(0, 255, (2, SIZE, SIZE, 3)).astype("float32")
+    expected = source.predict(pixels, verbose=0)
+    for path in ("source.keras", "source.weights.h5"):
+        same = tiny(weights=str(tmp_path / path))
+        np.testing.assert_allclose(same.predict(pixels, verbose=0), expected, atol=1e-6)
+    # include_top differs: the head is skipped, the backbone loaded.
+    backbone = tiny(include_top=False, weights=str(tmp_path / "source.keras"))
+    np.testing.assert_allclose(features(backbone, "stage5_out", pixels), features(source, "stage5_out", pixels),
+                               atol=1e-5)
+    with pytest.raises(ValueError, match="5-class head but the model was built with include_top=True and num_classes=3"):
+        tiny(num_classes=3, weights=str(tmp_path / "source.keras"))
+    with pytest.raises(ValueError, match=r"holds a ResNet with basic blocks \[1, 1, 1, 1\] but the model is "
+                                         r"a ResNet with basic blocks \[2, 1, 1, 1\]"):
+        tiny(stage_repeats=(2, 1, 1, 1), weights=str(tmp_path / "source.keras"))
+    with pytest.raises(ValueError, match="was not saved from a model like this one"):
+        tiny(stage_repeats=(2, 1, 1, 1), weights=str(tmp_path / "source.weights.h5"))
+    with pytest.raises(FileNotFoundError, match="missing.keras"):
+        tiny(weights=str(tmp_path / "missing.keras"))
