@@ -174,3 +174,21 @@ def stage_summary_markdown(model):
         ["stage", "output", "layers", "params", "macs"],
         formats={"params": "{:,}".format, "macs": format_count},
     )
+
+
+def compare_stage_summaries(models):
+    """Table 1 side by side: one row per stage, one column per model (`{name: model}`), cells
+    the stage's layers; then rows of trainable parameters and multiply-adds."""
+    summaries = {name: {row["stage"]: row for row in stage_summary(model)} for name, model in models.items()}
+    first = next(iter(summaries.values()))
+    stages = [stage for stage in first if stage.startswith("stage")]
+    rows = []
+    for stage in stages:
+        row = {"stage": stage, "output": first[stage]["output"].rsplit("x", 1)[0]}
+        row.update({name: summary[stage]["layers"] if stage in summary else "" for name, summary in summaries.items()})
+        rows.append(row)
+    rows.append({"stage": "parameters", "output": "",
+                 **{name: f"{count_trainable_params(model):,}" for name, model in models.items()}})
+    rows.append({"stage": "multiply-adds", "output": "",
+                 **{name: format_count(summary["total"]["macs"]) for name, summary in summaries.items()}})
+    return markdown_table(rows, ["stage", "output", *models])

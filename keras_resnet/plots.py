@@ -48,3 +48,31 @@ def plot_bars(labels, values, path, title=None, ylabel=None, ylim=(0, 1)):
     if title:
         ax.set_title(title)
     _atomic_savefig(figure, path)
+
+
+def plot_degradation(histories, path, title=None):
+    """Figure 6 of the paper: training (dashed) and validation (bold) error per epoch, plain
+    networks on the left, residual networks on the right, one colour per depth.
+
+    `histories`: {model name such as "plain56" or "resnet56": history.csv rows}.
+    """
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    depths = sorted({int("".join(filter(str.isdigit, name))) for name in histories})
+    colours = dict(zip(depths, plt.cm.viridis([i / max(1, len(depths) - 1) * 0.85 for i in range(len(depths))])))
+    for ax, kind, label in ((axes[0], "plain", "plain"), (axes[1], "resnet", "ResNet")):
+        for name, rows in histories.items():
+            if not name.startswith(kind):
+                continue
+            depth = int("".join(filter(str.isdigit, name)))
+            epochs = [int(r["epoch"]) for r in rows]
+            ax.plot(epochs, [100 * (1 - float(r["accuracy"])) for r in rows], "--", lw=1, color=colours[depth])
+            ax.plot(epochs, [100 * (1 - float(r["val_accuracy"])) for r in rows], "-", lw=2.2, color=colours[depth],
+                    label=f"{label}-{depth}")
+        ax.set_xlabel("epoch")
+        ax.set_title(f"{label} (dashed: training error, bold: validation error)", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    axes[0].set_ylabel("error (%)")
+    if title:
+        figure.suptitle(title)
+    _atomic_savefig(figure, path)

@@ -6,6 +6,7 @@ registered defaults updated by the keyword arguments.
 
 import dataclasses
 
+from keras_resnet.baselines import BASELINES
 from keras_resnet.resnet import RESNET_SPECS, build_cifar_resnet, build_resnet
 
 CIFAR_DEPTHS = (20, 32, 44, 56, 110, 1202)
@@ -60,3 +61,6 @@ for _depth in CIFAR_DEPTHS:
     register(f"resnet{_depth}", build_cifar_resnet, "cifar", (32, 32, 3), depth=_depth)
 for _depth in PLAIN_CIFAR_DEPTHS:
     register(f"plain{_depth}", build_cifar_resnet, "cifar", (32, 32, 3), depth=_depth, residual=False)
+
+for _name, (_builder, _shape, _fixed) in BASELINES.items():
+    register(_name, _builder, "baseline", _shape, **_fixed)

@@ -178,7 +178,7 @@ def test_bad_arguments_raise_value_error_naming_them(build, match):
         build()
 
 
-MODEL_MODULES = ("blocks.py", "resnet.py", "registry.py", "analysis.py")
+MODEL_MODULES = ("blocks.py", "resnet.py", "registry.py", "analysis.py", "baselines.py")
 
 
 @pytest.mark.parametrize("module", MODEL_MODULES)

@@ -1,0 +1,174 @@
+"""Benchmarks as tables: training and inference images/s, keras.applications side by side, the
+exported SavedModel with and without folded batch norm, the input pipeline against what training
+consumes, step time against multiply-adds from ResNet-18 to 152, and peak memory.
+
+    python scripts/benchmark.py                                        # ResNet-50, 224x224, batch 32, fp32
+    python scripts/benchmark.py --compare keras-applications --json bench.json
+    python scripts/benchmark.py --serving --pipeline --depth-scaling    # the other measurements
+    python scripts/benchmark.py --all --batch-size 16                  # everything (the README's run)
+    KERAS_BACKEND=jax python scripts/benchmark.py --precision mixed_bfloat16 --batch-size 256 --jit-compile
+
+Figures are medians of --repeats timed steps after --warmup steps; comparisons are ratios of two
+figures taken in this run (the machines are shared and noisy: compare ratios, not absolutes).
+"""
+
+import argparse
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from keras_resnet.cli import run_cli  # noqa: E402
+
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+DEPTH_MODELS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="resnet50", help="registered model (resnet50)")
+    parser.add_argument("--input-size", type=int, default=224, help="square input size (224)")
+    parser.add_argument("--batch-size", type=int, default=32, help="batch size (32)")
+    parser.add_argument("--precision", default="float32", choices=PRECISIONS)
+    parser.add_argument("--jit-compile", action="store_true", help="XLA")
+    parser.add_argument("--strategy", default="default", help="tf.distribute strategy (TensorFlow backend)")
+    parser.add_argument("--compare", choices=["keras-applications"], help="measure keras.applications too")
+    parser.add_argument("--serving", action="store_true", help="SavedModel latency, folded and unfolded BN")
+    parser.add_argument("--pipeline", action="store_true", help="input pipeline images/s against training")
+    parser.add_argument("--depth-scaling", action="store_true", help="step time against multiply-adds, 18-152")
+    parser.add_argument("--depth-input-size", type=int, default=112, help="input size of --depth-scaling (112)")
+    parser.add_argument("--all", action="store_true", help="every measurement")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (2)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed steps (5)")
+    parser.add_argument("--json", help="write the results as JSON here")
+    args = parser.parse_args(argv)
+    for name in ("input_size", "batch_size", "repeats", "depth_input_size"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"{name} must be a positive integer. Received: {name}={getattr(args, name)}")
+    if args.warmup < 0:
+        raise ValueError(f"warmup must be >= 0. Received: warmup={args.warmup}")
+    if args.all:
+        args.compare = args.compare or "keras-applications"
+        args.serving = args.pipeline = args.depth_scaling = True
+    return args
+
+
+def table(rows, columns):
+    from keras_resnet.analysis import markdown_table
+
+    def fmt(value):
+        if isinstance(value, float):
+            return f"{value:.3g}" if abs(value) < 100 else f"{value:,.0f}"
+        return str(value)
+
+    return markdown_table(rows, columns, {c: fmt for c in columns})
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import keras
+
+    from keras_resnet import analysis, benchmark, registry
+
+    entry = registry.get_entry(args.model)
+    channels = entry.default_input_shape[-1]
+    shape = (args.input_size, args.input_size, channels)
+    strategy = None
+    if keras.backend.backend() == "tensorflow" and args.strategy != "default":
+        from keras_resnet import distribute
+
+        strategy = distribute.get_strategy(args.strategy)
+    settings = {"model": args.model, "input_size": args.input_size, "batch_size": args.batch_size,
+                "precision": args.precision, "jit_compile": args.jit_compile, "strategy": args.strategy,
+                "warmup": args.warmup, "repeats": args.repeats, **benchmark.env_summary()}
+    timing = dict(batch_size=args.batch_size, input_shape=shape, precision=args.precision,
+                  jit_compile=args.jit_compile, strategy=strategy, warmup=args.warmup, repeats=args.repeats)
+    results = {"settings": settings}
+    print(f"settings: {json.dumps(settings)}\n")
+
+    results["ours"] = benchmark.measure_model(lambda: registry.get_model(args.model, input_shape=shape), **timing)
+    rows = [{"model": f"ours: {args.model}", **results["ours"]}]
+    if args.compare:
+        depth = int(args.model.replace("resnet", "")) if args.model.replace("resnet", "").isdigit() else 0
+        if depth not in (50, 101, 152):
+            raise ValueError(f"--compare keras-applications needs model resnet50, resnet101 or resnet152. "
+                             f"Received: model={args.model!r}")
+        results["keras_applications"] = benchmark.measure_model(
+            benchmark.keras_applications_builder(depth, shape, 1000), **timing)
+        rows.append({"model": f"keras.applications.ResNet{depth}", **results["keras_applications"]})
+        ours, theirs = results["ours"], results["keras_applications"]
+        results["ratios"] = {"train": ours["train_images_per_sec"] / theirs["train_images_per_sec"],
+                             "infer": ours["infer_images_per_sec"] / theirs["infer_images_per_sec"]}
+    print("## Throughput (images/s)\n")
+    print(table(rows, ["model", "train_images_per_sec", "infer_images_per_sec", "peak_rss_bytes"]))
+    if "ratios" in results:
+        print(f"\nours / keras.applications: training {results['ratios']['train']:.3f}x, "
+              f"inference {results['ratios']['infer']:.3f}x")
+
+    if args.serving:
+        model = registry.get_model(args.model, input_shape=shape)
+        serving = {fold: benchmark.measure_saved_model(model, fold=fold, warmup=args.warmup, repeats=args.repeats)
+                   for fold in (False, True)}
+        results["serving"] = {"unfolded": serving[False], "folded": serving[True]}
+        rows = []
+        for batch in serving[False]:
+            plain, folded = serving[False][batch], serving[True][batch]
+            rows.append({"batch": batch, "unfolded latency s": plain["latency_s"],
+                         "folded latency s": folded["latency_s"], "unfolded images/s": plain["images_per_sec"],
+                         "folded images/s": folded["images_per_sec"],
+                         "speed-up": plain["latency_s"] / folded["latency_s"]})
+        print("\n## Exported SavedModel, serving_default\n")
+        print(table(rows, list(rows[0])))
+
+    if args.pipeline:
+        from keras_resnet import data
+
+        rows = []
+        for name, dataset in (("digits (8x8x1)", data.load_digits_dataset()),
+                              ("CIFAR-sized (32x32x3)", benchmark.synthetic_dataset("cifar-like", 32, 3))):
+            size = dataset.image_shape[0]
+            delivered = benchmark.measure_pipeline(dataset, batch_size=128, image_size=size, augment="cifar",
+                                                   flip=dataset.flip)
+            consumed = benchmark.measure_model(
+                lambda: registry.get_model("resnet20", input_shape=dataset.image_shape, num_classes=10),
+                batch_size=128, input_shape=dataset.image_shape, warmup=args.warmup,
+                repeats=args.repeats, infer=False)["train_images_per_sec"]
+            rows.append({"data": name, "pipeline images/s": delivered, "ResNet-20 trains images/s": consumed,
+                         "headroom": delivered / consumed})
+        results["pipeline"] = rows
+        print("\n## Input pipeline (augmentation on, batch 128) against ResNet-20 training\n")
+        print(table(rows, list(rows[0])))
+
+    if args.depth_scaling:
+        size = args.depth_input_size
+        rows = []
+        for name in DEPTH_MODELS:
+            shape_d = (size, size, 3)
+            macs = analysis.count_macs(registry.get_model(name, input_shape=shape_d))
+            keras.backend.clear_session()
+            step = benchmark.measure_model(lambda n=name: registry.get_model(n, input_shape=shape_d),
+                                           **{**timing, "input_shape": shape_d, "infer": False})["train_step_s"]
+            rows.append({"model": name, "macs": macs, "train step s": step})
+        base = rows[0]
+        for row in rows:
+            row["macs ratio"] = row["macs"] / base["macs"]
+            row["time ratio"] = row["train step s"] / base["train step s"]
+            row["time / macs"] = row["time ratio"] / row["macs ratio"]
+            row["macs"] = analysis.format_count(row["macs"])
+        results["depth_scaling"] = rows
+        print(f"\n## Training step time against multiply-adds ({size}x{size}, batch {args.batch_size})\n")
+        print(table(rows, ["model", "macs", "train step s", "macs ratio", "time ratio", "time / macs"]))
+
+    results["peak_memory"] = benchmark.peak_memory()
+    print(f"\npeak memory: {json.dumps(results['peak_memory'])}")
+    if args.json:
+        with open(args.json + ".tmp", "w") as f:
+            json.dump(results, f, indent=2, default=str)
+        os.replace(args.json + ".tmp", args.json)
+        print(f"results in {args.json}")
+
+
+if __name__ == "__main__":
+    run_cli(main)

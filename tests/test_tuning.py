@@ -1,0 +1,93 @@
+import csv
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from keras_resnet import tuning
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TUNE = os.path.join(ROOT, "scripts", "tune.py")
+TINY = ["--model-arg", "width=4", "--space", 'model=["resnet20"]', "--space", "batch_size=[64,128]", "--quiet"]
+
+
+def tune(*args, env=None, timeout=600):
+    return subprocess.run([sys.executable, TUNE, *map(str, args)], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def read_trials(folder):
+    with open(os.path.join(folder, "trials.csv")) as f:
+        return list(csv.DictReader(f))
+
+
+def test_random_search_writes_results_and_a_rerun_adds_no_trials(tmp_path):
+    args = ["--max-trials", 2, "--epochs", 1, "--directory", tmp_path / "t", "--export-dir", tmp_path / "sm", *TINY]
+    first = tune(*args)
+    assert first.returncode == 0, first.stderr[-3000:]
+    folder = tmp_path / "t" / "resnet-digits"
+    trials = read_trials(folder)
+    assert len(trials) == 2 and {t["status"] for t in trials} == {"COMPLETED"}
+    assert {t["model"] for t in trials} == {"resnet20"} and {t["batch_size"] for t in trials} <= {"64", "128"}
+    assert float(trials[0]["score"]) >= float(trials[1]["score"])  # best first
+    best = json.loads((folder / "best_hyperparameters.json").read_text())
+    assert best["model"] == "resnet20" and set(best) == set(tuning.DEFAULT_SPACE)
+    assert (folder / "trials.md").read_text().startswith("| trial | status | score |")
+    assert os.path.exists(tmp_path / "sm" / "resnet20" / "1" / "saved_model.pb")
+    assert "2 trials (2 new)" in first.stdout
+
+    again = tune(*args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert len(read_trials(folder)) == 2 and "2 trials (0 new)" in again.stdout
+    assert "tuner0 ran 0 trial(s)" in again.stdout
+
+
+@pytest.mark.parametrize(
+    "space, match",
+    [
+        ({"optimizer": []}, r"optimizer has an empty list of choices"),
+        ({"learning_rate": {"min": -0.1, "max": 0.1}}, r"0 < min <= max"),
+        ({"learning_rate": {"min": 0.5, "max": 0.1}}, r"learning_rate range must have 0 < min <= max"),
+        ({"model": ["resnet21"]}, r"Unknown model name 'resnet21'"),
+        ({"model": ["vgg16"]}, r"ResNets or plain nets"),
+        ({"depth": [20]}, r"Unknown search space keys \['depth'\]"),
+        ({"augmentation": ["heavy"]}, r"augmentation choices must be among"),
+    ],
+)
+def test_invalid_search_spaces_are_named(space, match):
+    with pytest.raises(ValueError, match=match):
+        tuning.validate_space(space)
+
+
+def test_invalid_space_fails_before_any_trial(tmp_path):
+    done = tune("--space", 'learning_rate={"min":0.5,"max":0.1}', "--directory", tmp_path / "t")
+    assert done.returncode == 2 and "learning_rate range" in done.stderr and "Traceback" not in done.stderr
+    assert not os.path.exists(tmp_path / "t")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_chief_and_two_workers_split_one_search(tmp_path):
+    env = {"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": str(free_port())}
+    args = [sys.executable, TUNE, "--max-trials", 4, "--epochs", 1, "--directory", tmp_path / "t", "--no-export", *TINY]
+    args = list(map(str, args))
+    processes = {
+        name: subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, **env, "KERASTUNER_TUNER_ID": name})
+        for name in ("chief", "tuner0", "tuner1")
+    }
+    outputs = {name: p.communicate(timeout=600) for name, p in processes.items()}
+    for name, p in processes.items():
+        assert p.returncode == 0, f"{name}: {outputs[name][1][-3000:]}"
+    ran = {name: int(outputs[name][0].split(f"{name} ran ")[1].split(" ")[0]) for name in ("tuner0", "tuner1")}
+    assert ran["tuner0"] >= 1 and ran["tuner1"] >= 1 and sum(ran.values()) == 4
+    trials = read_trials(tmp_path / "t" / "resnet-digits")
+    assert len(trials) == 4 and {t["status"] for t in trials} == {"COMPLETED"}
+    assert "chief ran 0 trial(s)" in outputs["chief"][0]
