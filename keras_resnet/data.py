@@ -358,14 +358,24 @@ def load_dataset(name, *, data_dir=None, download=False, manual_dir=None, image_
 # --- augmentation and batching ---------------------------------------------------------
 
 
-def _cifar_augment(image, seed, size, flip):
-    """Section 4.2: pad 4 pixels each side (size / 8), random crop back, random flip."""
+def _cifar_augment_batch(images, draws, size, flip):
+    """Section 4.2 on a whole batch: pad 4 pixels each side (size / 8), random crop back, random
+    flip. `draws` holds one random int64 per image, from which its offsets and flip are taken
+    (a few gathers per batch instead of several ops per image, and the same result however the
+    batch is later split across replicas)."""
     pad = max(1, size // 8)
-    image = tf.image.resize_with_crop_or_pad(image, size + 2 * pad, size + 2 * pad)
-    image = tf.image.stateless_random_crop(image, (size, size, tf.shape(image)[-1]), seed=seed)
+    span = 2 * pad + 1
+    padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+    draws = tf.math.floormod(draws, span * span * 2)
+    window = tf.range(size)
+    top = tf.cast(draws % span, tf.int32)[:, None] + window
+    left = tf.cast((draws // span) % span, tf.int32)[:, None] + window
+    images = tf.gather(padded, top, axis=1, batch_dims=1)
+    images = tf.gather(images, left, axis=2, batch_dims=1)
     if flip:
-        image = tf.image.stateless_random_flip_left_right(image, seed=seed + 1)
-    return image
+        mirror = draws // (span * span) == 1
+        images = tf.where(mirror[:, None, None, None], tf.reverse(images, axis=[2]), images)
+    return images
 
 
 def _imagenet_augment(image, seed, size, flip):
@@ -410,9 +420,11 @@ def make_pipeline(
 ):
     """Batch a split of raw images for `fit`/`evaluate`: float32 0-255 images, one-hot labels.
 
-    Training shuffles and augments with stateless random ops seeded per element, so a
-    seed gives the same batches on every run; `tf.data.Dataset.random` gives each epoch
-    new draws. Evaluation resizes (cifar) or centre-crops (imagenet).
+    Training shuffles and augments with random draws made per image before batching ("cifar",
+    applied to whole batches) or stateless ops seeded per image ("imagenet"), so a seed gives the
+    same batches on every run, however the batches are split across replicas;
+    `tf.data.Dataset.random` gives each epoch new draws. Evaluation resizes (cifar) or
+    centre-crops (imagenet).
     """
     if augment not in AUGMENTATIONS:
         raise ValueError(f"augment must be one of {AUGMENTATIONS}. Received: augment={augment!r}")
@@ -420,29 +432,46 @@ def make_pipeline(
         dataset = dataset.cache()
     if training:
         dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        dataset = tf.data.Dataset.zip((dataset, seeds))
-    else:
-        dataset = dataset.map(lambda image, label: ((image, label), tf.zeros(2, tf.int64)))
-
-    def prepare(example, element_seed):
-        image, label = example
-        image = tf.cast(image, tf.float32)
-        if training and augment == "cifar":
-            image = tf.image.resize(image, (image_size, image_size))
-            image = _cifar_augment(image, element_seed, image_size, flip)
-        elif training and augment == "imagenet":
-            image = _imagenet_augment(image, element_seed, image_size, flip)
-        elif augment == "imagenet":
-            image = _center_crop(image, image_size)
-        else:
-            image = tf.image.resize(image, (image_size, image_size))
-        return image, tf.one_hot(label, num_classes)
-
-    dataset = dataset.map(prepare, num_parallel_calls=AUTOTUNE)
     # Training drops the last partial batch (reshuffled, so other images each epoch): every
     # step then has the same global batch, split evenly however many replicas share it.
-    dataset = dataset.batch(batch_size, drop_remainder=training)
+    if augment == "imagenet":  # per image: random-resized crops of images of any size
+        if training:
+            seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+            dataset = tf.data.Dataset.zip((dataset, seeds))
+        else:
+            dataset = dataset.map(lambda image, label: ((image, label), tf.zeros(2, tf.int64)))
+
+        def prepare(example, element_seed):
+            image, label = example
+            image = tf.cast(image, tf.float32)
+            image = _imagenet_augment(image, element_seed, image_size, flip) if training else _center_crop(
+                image, image_size)
+            return image, tf.one_hot(label, num_classes)
+
+        dataset = dataset.map(prepare, num_parallel_calls=AUTOTUNE)
+        dataset = dataset.batch(batch_size, drop_remainder=training)
+    else:  # per batch: resize to the input size, then (training, "cifar") pad-crop-flip
+        if any(d is None for d in dataset.element_spec[0].shape[:2]):
+            dataset = dataset.map(lambda image, label: (tf.image.resize(image, (image_size, image_size)), label),
+                                  num_parallel_calls=AUTOTUNE)
+        augmenting = training and augment == "cifar"
+        if augmenting:  # one random number per image, drawn before batching: its crop and flip
+            draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+            dataset = tf.data.Dataset.zip((dataset, draws))
+        else:
+            dataset = dataset.map(lambda image, label: ((image, label), tf.zeros([], tf.int64)))
+        dataset = dataset.batch(batch_size, drop_remainder=training)
+
+        def prepare_batch(example, image_draws):
+            images, labels = example
+            images = tf.cast(images, tf.float32)
+            if images.shape[1] != image_size or images.shape[2] != image_size:
+                images = tf.image.resize(images, (image_size, image_size))
+            if augmenting:
+                images = _cifar_augment_batch(images, image_draws, image_size, flip)
+            return images, tf.one_hot(labels, num_classes)
+
+        dataset = dataset.map(prepare_batch, num_parallel_calls=AUTOTUNE)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return dataset.with_options(options).prefetch(AUTOTUNE)

@@ -36,10 +36,11 @@ def plot_history(rows, path, title=None):
     _atomic_savefig(figure, path)
 
 
-def plot_bars(labels, values, path, title=None, ylabel=None, ylim=(0, 1)):
-    """One bar per label, its value written above it (for example test accuracy per mode)."""
+def plot_bars(labels, values, path, title=None, ylabel=None, ylim=(0, 1), errors=None):
+    """One bar per label, its value written above it (for example test accuracy per mode);
+    `errors` draws error bars (a standard deviation)."""
     figure, ax = plt.subplots(figsize=(1.4 * len(labels) + 2, 4))
-    bars = ax.bar(labels, values, color="tab:blue")
+    bars = ax.bar(labels, values, color="tab:blue", yerr=errors, capsize=4 if errors else 0)
     for bar, value in zip(bars, values):
         ax.text(bar.get_x() + bar.get_width() / 2, value, f"{value:.3f}", ha="center", va="bottom")
     ax.set_ylim(*ylim)

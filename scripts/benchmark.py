@@ -40,6 +40,7 @@ def parse_args(argv):
     parser.add_argument("--depth-scaling", action="store_true", help="step time against multiply-adds, 18-152")
     parser.add_argument("--depth-input-size", type=int, default=112, help="input size of --depth-scaling (112)")
     parser.add_argument("--all", action="store_true", help="every measurement")
+    parser.add_argument("--no-throughput", action="store_true", help="skip the --model throughput measurement")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (2)")
     parser.add_argument("--repeats", type=int, default=5, help="timed steps (5)")
     parser.add_argument("--json", help="write the results as JSON here")
@@ -51,6 +52,9 @@ def parse_args(argv):
         raise ValueError(f"warmup must be >= 0. Received: warmup={args.warmup}")
     if args.all:
         args.compare = args.compare or "keras-applications"
+    if args.compare and args.model not in ("resnet50", "resnet101", "resnet152"):
+        raise ValueError(f"--compare keras-applications needs model resnet50, resnet101 or resnet152. "
+                         f"Received: model={args.model!r}")
         args.serving = args.pipeline = args.depth_scaling = True
     return args
 
@@ -64,6 +68,32 @@ def table(rows, columns):
         return str(value)
 
     return markdown_table(rows, columns, {c: fmt for c in columns})
+
+
+def throughput(args, results, shape, timing):
+    """Training and inference images/s of --model, and of keras.applications with --compare."""
+    from keras_resnet import benchmark, registry
+
+    results["ours"] = benchmark.measure_model(lambda: registry.get_model(args.model, input_shape=shape), **timing)
+    rows = [{"model": f"ours: {args.model}", **results["ours"]}]
+    if args.compare:
+        depth = int(args.model[len("resnet"):])
+        results["keras_applications"] = benchmark.measure_model(
+            benchmark.keras_applications_builder(depth, shape, 1000), **timing)
+        rows.append({"model": f"keras.applications.ResNet{depth}", **results["keras_applications"]})
+        ours, theirs = results["ours"], results["keras_applications"]
+        results["ratios"] = {"train": ours["train_images_per_sec"] / theirs["train_images_per_sec"],
+                             "infer": ours["infer_images_per_sec"] / theirs["infer_images_per_sec"]}
+    for row in rows:  # the process's peak so far: each model is measured after the previous ones
+        row["peak RSS GiB"] = row["peak_rss_bytes"] / 2**30
+        if row.get("device_peak_bytes"):
+            row["device peak GiB"] = row["device_peak_bytes"] / 2**30
+    print("## Throughput (images/s)\n")
+    print(table(rows, ["model", "train_images_per_sec", "infer_images_per_sec", "peak RSS GiB"]
+                + (["device peak GiB"] if "device peak GiB" in rows[0] else [])))
+    if "ratios" in results:
+        print(f"\nours / keras.applications: training {results['ratios']['train']:.3f}x, "
+              f"inference {results['ratios']['infer']:.3f}x")
 
 
 def main(argv=None):
@@ -88,25 +118,8 @@ def main(argv=None):
     results = {"settings": settings}
     print(f"settings: {json.dumps(settings)}\n")
 
-    results["ours"] = benchmark.measure_model(lambda: registry.get_model(args.model, input_shape=shape), **timing)
-    rows = [{"model": f"ours: {args.model}", **results["ours"]}]
-    if args.compare:
-        depth = int(args.model.replace("resnet", "")) if args.model.replace("resnet", "").isdigit() else 0
-        if depth not in (50, 101, 152):
-            raise ValueError(f"--compare keras-applications needs model resnet50, resnet101 or resnet152. "
-                             f"Received: model={args.model!r}")
-        results["keras_applications"] = benchmark.measure_model(
-            benchmark.keras_applications_builder(depth, shape, 1000), **timing)
-        rows.append({"model": f"keras.applications.ResNet{depth}", **results["keras_applications"]})
-        ours, theirs = results["ours"], results["keras_applications"]
-        results["ratios"] = {"train": ours["train_images_per_sec"] / theirs["train_images_per_sec"],
-                             "infer": ours["infer_images_per_sec"] / theirs["infer_images_per_sec"]}
-    print("## Throughput (images/s)\n")
-    print(table(rows, ["model", "train_images_per_sec", "infer_images_per_sec", "peak_rss_bytes"]))
-    if "ratios" in results:
-        print(f"\nours / keras.applications: training {results['ratios']['train']:.3f}x, "
-              f"inference {results['ratios']['infer']:.3f}x")
-
+    if not args.no_throughput:
+        throughput(args, results, shape, timing)
     if args.serving:
         model = registry.get_model(args.model, input_shape=shape)
         serving = {fold: benchmark.measure_saved_model(model, fold=fold, warmup=args.warmup, repeats=args.repeats)
@@ -151,10 +164,10 @@ def main(argv=None):
             step = benchmark.measure_model(lambda n=name: registry.get_model(n, input_shape=shape_d),
                                            **{**timing, "input_shape": shape_d, "infer": False})["train_step_s"]
             rows.append({"model": name, "macs": macs, "train step s": step})
-        base = rows[0]
+        base_macs, base_step = rows[0]["macs"], rows[0]["train step s"]
         for row in rows:
-            row["macs ratio"] = row["macs"] / base["macs"]
-            row["time ratio"] = row["train step s"] / base["train step s"]
+            row["macs ratio"] = row["macs"] / base_macs
+            row["time ratio"] = row["train step s"] / base_step
             row["time / macs"] = row["time ratio"] / row["macs ratio"]
             row["macs"] = analysis.format_count(row["macs"])
         results["depth_scaling"] = rows

@@ -153,7 +153,7 @@ def test_transfer_run_loads_the_pretrained_backbone_and_trains_only_the_head(tmp
 
 def test_transfer_demo_script_writes_table_and_plot(tmp_path):
     done = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "transfer_demo.py"), "--model-arg", "depth=8",
-                           "--model-arg", "width=4", "--pretrain-epochs", "1", "--epochs", "1", "--per-class", "5",
+                           "--model-arg", "width=4", "--pretrain-epochs", "1", "--epochs", "1", "--per-class", "5", "--seeds", "0",
                            "--out-dir", str(tmp_path / "demo")], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     table = (tmp_path / "demo" / "results.md").read_text().splitlines()

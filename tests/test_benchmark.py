@@ -1,0 +1,49 @@
+"""The benchmark script in a tiny configuration: it runs, prints its tables and writes the JSON
+the benchmark issue specifies. (Speed itself is measured by the script, never asserted here.)"""
+
+import json
+import os
+import subprocess
+import sys
+
+from keras_resnet import benchmark, data
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_benchmark_script_tables_and_json(tmp_path):
+    out = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "scripts", "benchmark.py"), "--model", "resnet20", "--input-size", "32",
+         "--batch-size", "4", "--warmup", "1", "--repeats", "2", "--serving", "--json", str(out)],
+        capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "## Throughput (images/s)" in done.stdout and "## Exported SavedModel" in done.stdout
+    results = json.loads(out.read_text())
+    assert results["settings"]["model"] == "resnet20" and results["settings"]["batch_size"] == 4
+    for key in ("train_images_per_sec", "infer_images_per_sec", "peak_rss_bytes"):
+        assert results["ours"][key] > 0
+    assert set(results["serving"]) == {"unfolded", "folded"} and set(results["serving"]["folded"]) == {"1", "32"}
+    bad = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "benchmark.py"), "--model", "resnet20",
+                          "--compare", "keras-applications", "--input-size", "32", "--batch-size", "2"],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "needs model resnet50" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_compare_json_holds_both_models(tmp_path):
+    out = tmp_path / "compare.json"
+    done = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "scripts", "benchmark.py"), "--model", "resnet50", "--input-size", "32",
+         "--batch-size", "2", "--warmup", "1", "--repeats", "1", "--compare", "keras-applications", "--json", str(out)],
+        capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(out.read_text())
+    for side in ("ours", "keras_applications"):
+        assert results[side]["train_images_per_sec"] > 0 and results[side]["infer_images_per_sec"] > 0
+    assert "ours / keras.applications: training" in done.stdout
+
+
+def test_pipeline_measurement_on_digits():
+    delivered = benchmark.measure_pipeline(data.load_digits_dataset(), batch_size=64, image_size=8, augment="cifar",
+                                           flip=False, batches=5, warmup=1)
+    assert delivered > 0
