@@ -266,7 +266,7 @@ def read_labels(path):
         return [line.rstrip("\n") for line in f if line.strip()]
 
 
-def resolve_model_path(path):
+def resolve_model_path(path, argument="model"):
     """A `.keras` file, a SavedModel folder, a TF Serving model folder (-> its latest version) or a
     training run directory (-> best.keras, else final.keras). Returns (kind, path), kind being
     "keras" or "saved_model"."""
@@ -282,8 +282,8 @@ def resolve_model_path(path):
             if os.path.isfile(os.path.join(path, checkpoint)):
                 return "keras", os.path.join(path, checkpoint)
     raise FileNotFoundError(
-        "model must be a .keras file, a SavedModel folder, a folder of numbered SavedModel versions or a "
-        f"training run directory with best.keras or final.keras. Received: model={path!r}"
+        f"{argument} must be a .keras file, a SavedModel folder, a folder of numbered SavedModel versions or a "
+        f"training run directory with best.keras or final.keras. Received: {argument}={path!r}"
     )
 
 

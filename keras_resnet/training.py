@@ -16,7 +16,6 @@ import os
 import time
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from keras_resnet import analysis, data, distribute, export, plots, registry, transfer
@@ -207,7 +206,7 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
                     kind=self.kind, boundaries=self.boundaries, decay=self.decay)
 
 
-def make_optimizer(config, steps_per_epoch, replicas=1):
+def make_optimizer(config, steps_per_epoch):
     """The optimizer and its schedule; the peak rate scales with the global batch."""
     peak = config.learning_rate * config.batch_size / config.base_batch_size
     total = steps_per_epoch * config.epochs

@@ -14,6 +14,7 @@ target datasets would otherwise overwrite the pretrained statistics the convs we
 `compile()`, which `two_phase_fine_tune` does.
 """
 
+import math
 import os
 
 import keras
@@ -120,8 +121,8 @@ def trainable_report(model):
     for layer in model.layers:
         stage = layer_stage(layer)
         row = rows.setdefault(stage, {"stage": stage, "trainable": 0, "frozen": 0, "batch norm": set()})
-        row["trainable"] += sum(int(w.numpy().size) for w in layer.trainable_weights)
-        row["frozen"] += sum(int(w.numpy().size) for w in layer.non_trainable_weights)
+        row["trainable"] += sum(int(math.prod(w.shape)) for w in layer.trainable_weights)
+        row["frozen"] += sum(int(math.prod(w.shape)) for w in layer.non_trainable_weights)
         if isinstance(layer, keras.layers.BatchNormalization):
             row["batch norm"].add("batch statistics" if layer.trainable else "inference (frozen)")
     result = []
@@ -214,7 +215,7 @@ def load_backbone(init_from, *, input_shape, model_name="resnet50", weight_decay
                                   weight_decay=weight_decay, weights=init_from)
     from keras_resnet.export import load_keras_model, resolve_model_path
 
-    kind, path = resolve_model_path(init_from)
+    kind, path = resolve_model_path(init_from, argument="init_from")
     if kind != "keras":
         raise ValueError(f"init_from must be 'imagenet', an .h5 file, a .keras file or a run directory. "
                          f"Received: init_from={init_from!r}")

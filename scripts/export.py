@@ -35,7 +35,7 @@ def main(argv=None):
     parser.add_argument("--image-size", type=int, help="resize served images to this size (models of any size)")
     args = parser.parse_args(argv)
 
-    kind, path = export.resolve_model_path(args.source)
+    kind, path = export.resolve_model_path(args.source, argument="source")
     if kind != "keras":
         raise ValueError(f"source must be a .keras file or a run directory, not a SavedModel. Received: {args.source!r}")
     if args.labels and not os.path.isfile(args.labels):

@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 import keras_resnet  # noqa: F401  (registers the model classes for loading)
-from keras_resnet import distribute, training
+from keras_resnet import training
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN = os.path.join(ROOT, "scripts", "train.py")
