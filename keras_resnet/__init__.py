@@ -3,13 +3,14 @@
 """
 
 from keras_resnet.analysis import count_macs, count_trainable_params, stage_summary
-from keras_resnet.blocks import ZeroPadShortcut, basic_block, bottleneck_block
+from keras_resnet.blocks import FastBatchNormalization, ZeroPadShortcut, basic_block, bottleneck_block
 from keras_resnet.registry import get_model, list_models
 from keras_resnet.resnet import RESNET_SPECS, ResNet, build_cifar_resnet, build_resnet
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "FastBatchNormalization",
     "RESNET_SPECS",
     "ResNet",
     "ZeroPadShortcut",

@@ -68,6 +68,89 @@ class ZeroPadShortcut(layers.Layer):
         return {**super().get_config(), "filters": self.filters, "stride": self.stride}
 
 
+def _channel_sum(t):
+    """Sum over every axis but the last, as a [1, M] x [M, C] matrix product.
+
+    On TensorFlow's CPU kernels this reads the tensor about three times faster than
+    `ops.sum(t, axis=(0, 1, 2))` (a column reduction), with float32 accuracy.
+    """
+    flat = ops.reshape(t, (-1, t.shape[-1]))
+    return ops.matmul(ops.ones((1, ops.shape(flat)[0]), dtype=t.dtype), flat)[0]
+
+
+def _batch_norm_train(x, gamma, beta, epsilon):
+    """Batch-statistics normalisation with a hand-written gradient: (y, mean, variance).
+
+    Forward as Keras': mean, biased variance (two passes), y = x * a + (beta - mean * a) with
+    a = gamma / sqrt(variance + epsilon). Backward in closed form (Ioffe & Szegedy 2015, Section 3):
+    dx = a * (dy - mean(dy) - xhat * mean(dy * xhat)), i.e. dx = dy * a + x * c1 + c0 with per-channel
+    c1, c0, instead of differentiating the moments op by op.
+    """
+
+    @ops.custom_gradient
+    def normalize(x, gamma, beta):
+        count = ops.cast(ops.size(x) // x.shape[-1], x.dtype)
+        mean = _channel_sum(x) / count
+        variance = _channel_sum(ops.square(x - mean)) / count
+        inv_std = ops.rsqrt(variance + epsilon)
+        a = gamma * inv_std
+        y = x * a + (beta - mean * a)
+
+        def grad(*upstream, **_):
+            dy = upstream[0]  # the moments only feed the moving averages: no gradient
+            sum_dy = _channel_sum(dy)
+            mean_dy = sum_dy / count
+            mean_dy_xhat = inv_std * (_channel_sum(dy * x) / count - mean * mean_dy)
+            c1 = -a * mean_dy_xhat * inv_std
+            c0 = -a * mean_dy - c1 * mean
+            return dy * a + (x * c1 + c0), mean_dy_xhat * count, sum_dy
+
+        return (y, mean, variance), grad
+
+    return normalize(x, gamma, beta)
+
+
+@keras.saving.register_keras_serializable(package="keras_resnet")
+class FastBatchNormalization(layers.BatchNormalization):
+    """keras.layers.BatchNormalization with a faster training step on the TensorFlow backend.
+
+    Same arguments, weights, moving-average updates and inference. Keras 3 computes batch
+    statistics with unfused ops (column reductions and their gradients op by op), which on a
+    CPU makes batch norm a quarter of ResNet-50's training step; here the channel sums are matrix
+    products and the gradient is written out (`_batch_norm_train`): ResNet-50 trains about 10%
+    faster on the 2-core CPU (benchmarks in the README). Other backends (XLA fuses the ops there),
+    masks, renorm, synchronized BN, other axes and inference use Keras' own code.
+    """
+
+    def _fast_path(self, inputs, training, mask):
+        return (
+            training
+            and self.trainable
+            and mask is None
+            and not self.renorm
+            and not self.synchronized
+            and keras.backend.backend() == "tensorflow"
+            and keras.backend.standardize_dtype(inputs.dtype) in ("float16", "bfloat16", "float32")
+            and list(self._reduction_axes) == list(range(len(inputs.shape) - 1))
+        )
+
+    def call(self, inputs, training=None, mask=None):
+        if not self._fast_path(inputs, training, mask):
+            return super().call(inputs, training=training, mask=mask)
+        # Statistics in float32 also under mixed precision, as Keras does.
+        x = ops.cast(inputs, "float32")
+        channels = x.shape[-1]
+        gamma = ops.cast(self.gamma, "float32") if self.scale else ops.ones((channels,), "float32")
+        beta = ops.cast(self.beta, "float32") if self.center else ops.zeros((channels,), "float32")
+        y, mean, variance = _batch_norm_train(x, gamma, beta, self.epsilon)
+        momentum = self.momentum
+        self.moving_mean.assign(ops.cast(self.moving_mean, "float32") * momentum + mean * (1.0 - momentum))
+        self.moving_variance.assign(
+            ops.cast(self.moving_variance, "float32") * momentum + variance * (1.0 - momentum)
+        )
+        return ops.cast(y, self.compute_dtype)
+
+
 def conv_bn(
     x,
     filters,
@@ -99,7 +182,7 @@ def conv_bn(
         kernel_regularizer=kernel_regularizer(weight_decay),
         name=f"{prefix}_conv{index}",
     )(x)
-    x = layers.BatchNormalization(
+    x = FastBatchNormalization(
         momentum=bn_momentum,
         epsilon=bn_epsilon,
         gamma_initializer=gamma_initializer,

@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_resnet import ZeroPadShortcut, basic_block, bottleneck_block
+from keras_resnet import FastBatchNormalization, ZeroPadShortcut, basic_block, bottleneck_block
 
 
 def block_model(block, shape, filters, stride=1, **kwargs):
@@ -82,6 +82,8 @@ def test_block_layer_names_and_no_conv_bias():
                      "stage3_block2_shortcut_bn", "stage3_block2_add", "stage3_block2_out"):
         assert expected in names
     assert all(not l.use_bias for l in model.layers if isinstance(l, keras.layers.Conv2D))
+    bns = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
+    assert len(bns) == 4 and all(isinstance(l, FastBatchNormalization) for l in bns)
 
 
 @pytest.mark.parametrize(
@@ -95,3 +97,56 @@ def test_block_layer_names_and_no_conv_bias():
 def test_bad_block_arguments_name_argument_and_value(kwargs, argument):
     with pytest.raises(ValueError, match=argument.replace("(", r"\(")):
         block_model(bottleneck_block, (8, 8, 16), 4, **kwargs)
+
+
+def batchnorm_step(layer, x, weights):
+    """Training-mode output, gradients (x, gamma, beta) of a weighted sum, and moving statistics."""
+    import tensorflow as tf
+
+    x = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = layer(x, training=True)
+        loss = tf.reduce_sum(tf.cast(y, "float32") * weights)
+    grads = tape.gradient(loss, [x, layer.gamma, layer.beta])
+    return [np.asarray(t, dtype="float64") for t in (y, *grads, layer.moving_mean, layer.moving_variance)]
+
+
+@pytest.mark.parametrize("shape", [(4, 5, 5, 6), (16, 6)])
+def test_fast_batchnorm_trains_like_keras_batchnorm(rng, shape):
+    """Same outputs, gradients and moving averages as keras.layers.BatchNormalization in training,
+    for off-centre inputs and a channel with gamma = 0 (zero_init_residual)."""
+    x = rng.normal(3.0, 2.0, shape).astype("float32")
+    weights = rng.normal(size=shape).astype("float32")
+    gamma = rng.uniform(0.5, 1.5, shape[-1]).astype("float32")
+    gamma[0] = 0.0
+    initial = [gamma, rng.normal(0, 0.2, shape[-1]), rng.normal(0, 0.2, shape[-1]), rng.uniform(0.5, 2, shape[-1])]
+    layers = [FastBatchNormalization(momentum=0.9, epsilon=1e-5), keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5)]
+    results = []
+    for layer in layers:
+        layer.build(shape)
+        layer.set_weights(initial)
+        results.append(batchnorm_step(layer, x, weights))
+    assert layers[0]._fast_path(x, True, None)
+    for name, ours, reference in zip(("y", "dx", "dgamma", "dbeta", "moving_mean", "moving_var"), *results):
+        scale = max(np.abs(reference).max(), 1e-3)
+        assert np.abs(ours - reference).max() / scale < 2e-5, name
+    assert np.abs(results[0][1]).max() > 0  # gradients flow
+
+
+def test_fast_batchnorm_uses_keras_code_outside_training(rng):
+    """Inference, frozen layers, synchronized BN and masks take Keras' path: the same numbers exactly."""
+    x = rng.normal(1.0, 2.0, (4, 3, 3, 5)).astype("float32")
+    layer = FastBatchNormalization()
+    layer.build(x.shape)
+    layer.set_weights([rng.uniform(0.5, 1.5, 5), rng.normal(size=5), rng.normal(size=5), rng.uniform(0.5, 2, 5)])
+    reference = keras.layers.BatchNormalization()
+    reference.build(x.shape)
+    reference.set_weights(layer.get_weights())
+    np.testing.assert_array_equal(layer(x, training=False), reference(x, training=False))
+    assert layer._fast_path(x, True, None)
+    layer.trainable = reference.trainable = False
+    np.testing.assert_array_equal(layer(x, training=True), reference(x, training=True))
+    assert not layer._fast_path(x, True, None)
+    assert not FastBatchNormalization(synchronized=True)._fast_path(x, True, None)
+    assert not layer._fast_path(x, True, np.ones((4, 3, 3), bool))

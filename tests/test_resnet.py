@@ -202,6 +202,7 @@ print(model.count_params(), count_macs(build_cifar_resnet(20)))
 
 def test_same_model_code_builds_and_agrees_under_jax(tmp_path, rng):
     pytest.importorskip("jax")
+    keras.utils.set_random_seed(0)  # fixed weights: the comparison below is not a draw
     model = tiny(shortcut="A")
     x = rng.uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     model.save_weights(tmp_path / "w.weights.h5")
@@ -215,7 +216,8 @@ def test_same_model_code_builds_and_agrees_under_jax(tmp_path, rng):
     params, macs = map(int, result.stdout.split()[-2:])
     assert params == model.count_params()
     assert macs == 40_551_040
-    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), np.asarray(model(x, training=False)), atol=1e-5)
+    # Two backends' float32 convolutions (oneDNN, XLA) round differently: 1e-4 relative.
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), np.asarray(model(x, training=False)), rtol=1e-4, atol=1e-5)
 
 
 def test_spec_table_is_table_1():
