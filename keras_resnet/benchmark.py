@@ -101,6 +101,26 @@ def measure_model(build, *, batch_size, input_shape, precision="float32", jit_co
     return result
 
 
+def measure_in_turn(builds, *, rounds=1, **timing):
+    """`measure_model` for each of `builds` ({name: build}), taking turns for `rounds` rounds.
+
+    A drift in the machine's speed (other jobs, clocks) then falls on every model alike, not on
+    whichever was measured last. Each figure is the median over the rounds (peak memory: the maximum).
+    """
+    runs = {name: [] for name in builds}
+    for _ in range(rounds):
+        for name, build in builds.items():
+            runs[name].append(measure_model(build, **timing))
+    return {name: {key: _combine(key, [run[key] for run in results]) for key in results[-1]}
+            for name, results in runs.items()}
+
+
+def _combine(key, values):
+    if not all(isinstance(value, (int, float)) for value in values):
+        return values[-1]  # the device's name, or a peak the device did not report
+    return max(values) if "peak" in key else statistics.median(values)
+
+
 def keras_applications_builder(depth, input_shape, num_classes):
     """keras.applications.ResNet{depth} (weights=None): the reference we compare against."""
     constructor = getattr(keras.applications, f"ResNet{depth}")

@@ -43,19 +43,21 @@ def parse_args(argv):
     parser.add_argument("--no-throughput", action="store_true", help="skip the --model throughput measurement")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (2)")
     parser.add_argument("--repeats", type=int, default=5, help="timed steps (5)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measure the compared models in turn this many times; report each one's median (1)")
     parser.add_argument("--json", help="write the results as JSON here")
     args = parser.parse_args(argv)
-    for name in ("input_size", "batch_size", "repeats", "depth_input_size"):
+    for name in ("input_size", "batch_size", "repeats", "rounds", "depth_input_size"):
         if getattr(args, name) < 1:
             raise ValueError(f"{name} must be a positive integer. Received: {name}={getattr(args, name)}")
     if args.warmup < 0:
         raise ValueError(f"warmup must be >= 0. Received: warmup={args.warmup}")
     if args.all:
         args.compare = args.compare or "keras-applications"
+        args.serving = args.pipeline = args.depth_scaling = True
     if args.compare and args.model not in ("resnet50", "resnet101", "resnet152"):
         raise ValueError(f"--compare keras-applications needs model resnet50, resnet101 or resnet152. "
                          f"Received: model={args.model!r}")
-        args.serving = args.pipeline = args.depth_scaling = True
     return args
 
 
@@ -74,12 +76,13 @@ def throughput(args, results, shape, timing):
     """Training and inference images/s of --model, and of keras.applications with --compare."""
     from keras_resnet import benchmark, registry
 
-    results["ours"] = benchmark.measure_model(lambda: registry.get_model(args.model, input_shape=shape), **timing)
-    rows = [{"model": f"ours: {args.model}", **results["ours"]}]
+    builds = {"ours": lambda: registry.get_model(args.model, input_shape=shape)}
     if args.compare:
         depth = int(args.model[len("resnet"):])
-        results["keras_applications"] = benchmark.measure_model(
-            benchmark.keras_applications_builder(depth, shape, 1000), **timing)
+        builds["keras_applications"] = benchmark.keras_applications_builder(depth, shape, 1000)
+    results.update(benchmark.measure_in_turn(builds, rounds=args.rounds, **timing))
+    rows = [{"model": f"ours: {args.model}", **results["ours"]}]
+    if args.compare:
         rows.append({"model": f"keras.applications.ResNet{depth}", **results["keras_applications"]})
         ours, theirs = results["ours"], results["keras_applications"]
         results["ratios"] = {"train": ours["train_images_per_sec"] / theirs["train_images_per_sec"],
@@ -156,14 +159,15 @@ def main(argv=None):
 
     if args.depth_scaling:
         size = args.depth_input_size
+        shape_d = (size, size, 3)
+        measured = benchmark.measure_in_turn(
+            {name: lambda n=name: registry.get_model(n, input_shape=shape_d) for name in DEPTH_MODELS},
+            rounds=args.rounds, **{**timing, "input_shape": shape_d, "infer": False})
         rows = []
         for name in DEPTH_MODELS:
-            shape_d = (size, size, 3)
             macs = analysis.count_macs(registry.get_model(name, input_shape=shape_d))
             keras.backend.clear_session()
-            step = benchmark.measure_model(lambda n=name: registry.get_model(n, input_shape=shape_d),
-                                           **{**timing, "input_shape": shape_d, "infer": False})["train_step_s"]
-            rows.append({"model": name, "macs": macs, "train step s": step})
+            rows.append({"model": name, "macs": macs, "train step s": measured[name]["train_step_s"]})
         base_macs, base_step = rows[0]["macs"], rows[0]["train step s"]
         for row in rows:
             row["macs ratio"] = row["macs"] / base_macs

@@ -1,6 +1,7 @@
 """The benchmark script in a tiny configuration: it runs, prints its tables and writes the JSON
 the benchmark issue specifies. (Speed itself is measured by the script, never asserted here.)"""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -41,6 +42,39 @@ def test_compare_json_holds_both_models(tmp_path):
     for side in ("ours", "keras_applications"):
         assert results[side]["train_images_per_sec"] > 0 and results[side]["infer_images_per_sec"] > 0
     assert "ours / keras.applications: training" in done.stdout
+
+
+def test_all_turns_on_every_measurement():
+    spec = importlib.util.spec_from_file_location("benchmark_script", os.path.join(ROOT, "scripts", "benchmark.py"))
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+
+    args = script.parse_args(["--all"])
+    assert args.compare == "keras-applications" and args.serving and args.pipeline and args.depth_scaling
+    assert not any((lambda a: (a.serving, a.pipeline, a.depth_scaling, a.compare))(script.parse_args([])))
+
+
+def test_models_measured_in_turn_report_medians_over_rounds():
+    import keras
+
+    calls = []
+
+    def build(name, filters):
+        def make():
+            calls.append(name)
+            inputs = keras.Input((8, 8, 1))
+            x = keras.layers.Conv2D(filters, 3)(inputs)
+            return keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(x)))
+        return make
+
+    results = benchmark.measure_in_turn({"a": build("a", 2), "b": build("b", 4)}, rounds=3, batch_size=2,
+                                        input_shape=(8, 8, 1), warmup=1, repeats=2)
+    assert calls == ["a", "b"] * 3
+    assert set(results) == {"a", "b"}
+    assert results["a"]["train_images_per_sec"] > 0 and results["b"]["infer_step_s"] > 0
+    assert benchmark._combine("train_step_s", [3.0, 1.0, 2.0]) == 2.0
+    assert benchmark._combine("peak_rss_bytes", [1, 3, 2]) == 3
+    assert benchmark._combine("device", ["H100", "H100"]) == "H100"
 
 
 def test_pipeline_measurement_on_digits():
