@@ -115,7 +115,7 @@ def main(argv=None):
         strategy = distribute.get_strategy(args.strategy)
     settings = {"model": args.model, "input_size": args.input_size, "batch_size": args.batch_size,
                 "precision": args.precision, "jit_compile": args.jit_compile, "strategy": args.strategy,
-                "warmup": args.warmup, "repeats": args.repeats, **benchmark.env_summary()}
+                "warmup": args.warmup, "repeats": args.repeats, "rounds": args.rounds, **benchmark.env_summary()}
     timing = dict(batch_size=args.batch_size, input_shape=shape, precision=args.precision,
                   jit_compile=args.jit_compile, strategy=strategy, warmup=args.warmup, repeats=args.repeats)
     results = {"settings": settings}
