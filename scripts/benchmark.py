@@ -5,11 +5,12 @@ consumes, step time against multiply-adds from ResNet-18 to 152, and peak memory
     python scripts/benchmark.py                                        # ResNet-50, 224x224, batch 32, fp32
     python scripts/benchmark.py --compare keras-applications --json bench.json
     python scripts/benchmark.py --serving --pipeline --depth-scaling    # the other measurements
-    python scripts/benchmark.py --all --batch-size 16                  # everything (the README's run)
+    python scripts/benchmark.py --all --rounds 3                       # everything (the README's run)
     KERAS_BACKEND=jax python scripts/benchmark.py --precision mixed_bfloat16 --batch-size 256 --jit-compile
 
-Figures are medians of --repeats timed steps after --warmup steps; comparisons are ratios of two
-figures taken in this run (the machines are shared and noisy: compare ratios, not absolutes).
+Figures are medians of --repeats timed steps after --warmup steps (and, with --rounds N, the median over
+N turns of the compared models); comparisons are ratios of two figures taken in this run (the machines are
+shared and noisy: compare ratios, not absolutes).
 """
 
 import argparse
