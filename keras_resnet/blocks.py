@@ -126,10 +126,10 @@ class FastBatchNormalization(layers.BatchNormalization):
     Same arguments, weights, moving-average updates and inference. Keras 3 computes batch
     statistics with unfused ops (column reductions and their gradients op by op), which on a
     CPU makes batch norm a quarter of ResNet-50's training step; here the channel sums are matrix
-    products and the gradient is written out (`_batch_norm_train`): on the 2-core CPU ResNet-50 trains
-    1.32x as fast as keras.applications' (1.06x with Keras' batch norm; README, Benchmarks). GPUs (TF32 matrix products; fast reductions),
-    other backends (XLA fuses the ops), masks, renorm, synchronized BN, other axes and inference use
-    Keras' own code.
+    products and the gradient is written out (`_batch_norm_train`): on the 2-core CPU ResNet-50
+    trains 1.32x as fast as keras.applications' (1.06x with Keras' batch norm; README, Benchmarks).
+    GPUs (TF32 matrix products; fast reductions), other backends (XLA fuses the ops), masks, renorm,
+    synchronized BN, other axes and inference use Keras' own code.
     """
 
     def _fast_path(self, inputs, training, mask):
