@@ -2,6 +2,10 @@
 (CVPR 2016), as Keras 3 functional models, with training, tuning, transfer and export.
 """
 
+from keras_resnet._startup import import_tensorflow_quietly
+
+import_tensorflow_quietly()  # before Keras imports TensorFlow: its start-up log lines are filtered
+
 from keras_resnet.analysis import count_macs, count_trainable_params, stage_summary
 from keras_resnet.blocks import FastBatchNormalization, ZeroPadShortcut, basic_block, bottleneck_block
 from keras_resnet.registry import get_model, list_models

@@ -98,15 +98,27 @@ def _describe_stage(stage_layers):
 
 
 def _params(layer_list):
-    return int(sum(np.prod(w.shape) for layer in layer_list for w in layer.weights))
+    return int(sum(np.prod(w.shape) for layer in layer_list for w in layer.trainable_weights))
+
+
+class StageSummary(list):
+    """`stage_summary`'s rows (dicts), shown as the markdown table when printed."""
+
+    def __str__(self):
+        return markdown_table(self, ["stage", "output", "layers", "params", "macs"],
+                              formats={"params": "{:,}".format, "macs": format_count})
+
+    __repr__ = _repr_markdown_ = __str__
 
 
 def stage_summary(model):
-    """One row per stage: output size, layers as in Table 1, parameters, multiply-adds.
+    """One row per stage: output size, layers as in Table 1, trainable parameters, multiply-adds.
 
     Stages are the `stage{N}_` name groups of our builders; everything else (input
-    preprocessing, pooling, classifier) goes into an "other" or "head" row. Parameters
-    count all weights, BN moving statistics included, as `model.count_params()` does.
+    preprocessing, pooling, classifier) goes into an "input" or "head" row. Parameters are
+    trainable parameters (torchvision's count, as `count_trainable_params`); the total row's
+    layers column gives the non-trainable ones (BN moving statistics) that Keras'
+    `count_params()` adds. Printing the result shows the markdown table.
     """
     groups = {}
     for layer in iter_layers(model):
@@ -135,16 +147,19 @@ def stage_summary(model):
                 "macs": sum(layer_macs(layer) for layer in group),
             }
         )
+    trainable = count_trainable_params(model)
+    frozen = model.count_params() - trainable
     rows.append(
         {
             "stage": "total",
             "output": "",
-            "layers": f"{weighted_depth(model)} weighted layers",
-            "params": model.count_params(),
+            "layers": f"{weighted_depth(model)} weighted layers" + (
+                f" (+{frozen:,} non-trainable: BN moving statistics)" if frozen else ""),
+            "params": trainable,
             "macs": sum(row["macs"] for row in rows),
         }
     )
-    return rows
+    return StageSummary(rows)
 
 
 def format_count(value):
@@ -169,11 +184,7 @@ def markdown_table(rows, columns=None, formats=None):
 
 def stage_summary_markdown(model):
     """`stage_summary` as markdown, with parameters and multiply-adds formatted."""
-    return markdown_table(
-        stage_summary(model),
-        ["stage", "output", "layers", "params", "macs"],
-        formats={"params": "{:,}".format, "macs": format_count},
-    )
+    return str(stage_summary(model))
 
 
 def compare_stage_summaries(models):

@@ -13,6 +13,7 @@ import contextlib
 import os
 import resource
 import statistics
+import sys
 import tempfile
 import time
 
@@ -35,6 +36,11 @@ class StepTimer(keras.callbacks.Callback):
 
     on_train_batch_begin = on_predict_batch_begin = _begin
     on_train_batch_end = on_predict_batch_end = _end
+
+
+def progress(message):
+    """A progress line on stderr (the tables go to stdout)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def median_after_warmup(times, warmup):
@@ -106,11 +112,19 @@ def measure_in_turn(builds, *, rounds=1, **timing):
 
     A drift in the machine's speed (other jobs, clocks) then falls on every model alike, not on
     whichever was measured last. Each figure is the median over the rounds (peak memory: the maximum).
+    A progress line per measurement goes to stderr.
     """
     runs = {name: [] for name in builds}
-    for _ in range(rounds):
+    total, step = rounds * len(builds), 0
+    for round_ in range(rounds):
         for name, build in builds.items():
-            runs[name].append(measure_model(build, **timing))
+            step += 1
+            progress(f"measurement {step}/{total}: {name}, round {round_ + 1}/{rounds} ...")
+            result = measure_model(build, **timing)
+            runs[name].append(result)
+            figures = ", ".join(f"{key} {result[key]:.3g}" for key in ("train_images_per_sec", "infer_images_per_sec")
+                                if key in result)
+            progress(f"measurement {step}/{total}: {name}: {figures}")
     return {name: {key: _combine(key, [run[key] for run in results]) for key in results[-1]}
             for name, results in runs.items()}
 
@@ -138,6 +152,7 @@ def measure_saved_model(model, *, batch_sizes=(1, 32), warmup=2, repeats=5, fold
         signature = tf.saved_model.load(path).signatures["serving_default"]
         results = {}
         for batch in batch_sizes:
+            progress(f"SavedModel ({'folded' if fold else 'unfolded'} batch norm), batch {batch} ...")
             x, _ = synthetic_batch(batch, model.input_shape[1:], 2, 1)
             images = tf.constant(x)
             times = []
@@ -154,6 +169,7 @@ def measure_pipeline(dataset, *, batch_size, image_size, augment, flip, batches=
     """Images/s that `data.make_pipeline` delivers for training (augmentation on), read alone."""
     from keras_resnet import data
 
+    progress(f"input pipeline of {dataset.name}, {batches} batches of {batch_size} ...")
     pipeline = data.make_pipeline(dataset.train.repeat(), batch_size=batch_size, num_classes=dataset.num_classes,
                                   image_size=image_size, training=True, augment=augment, flip=flip, cache=False)
     iterator = iter(pipeline)

@@ -12,6 +12,7 @@ Sources:
 """
 
 import dataclasses
+import difflib
 import os
 import socket
 import warnings
@@ -19,11 +20,12 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
+from keras_resnet import images as images_lib
 from keras_resnet.cli import ReportedError
+from keras_resnet.config import DATASET_KINDS
 
 AUTOTUNE = tf.data.AUTOTUNE
 AUGMENTATIONS = ("cifar", "imagenet", "none")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 # Digits split (fixed, stratified, scikit-learn's train_test_split with this seed):
 # 20% test, then 10% of all images for validation: 1,257 train / 180 val / 360 test.
 DIGITS_SPLIT_SEED = 0
@@ -158,7 +160,7 @@ def limit_per_class(dataset, per_class):
     return dataclasses.replace(dataset, train=train, train_size=size)
 
 
-def _online(host="storage.googleapis.com", port=443, timeout=3.0):
+def online(host="storage.googleapis.com", port=443, timeout=3.0):
     try:
         socket.create_connection((host, port), timeout=timeout).close()
         return True
@@ -166,33 +168,56 @@ def _online(host="storage.googleapis.com", port=443, timeout=3.0):
         return False
 
 
+def _tfds_builder(name, data_dir):
+    """tfds.builder(name), with a one-line error (and the nearest names) for an unknown name."""
+    import logging
+
+    import tensorflow_datasets as tfds
+
+    logging.getLogger("absl").setLevel(logging.ERROR)  # tfds warns about folders it inspects, on several lines
+    try:
+        return tfds.builder(name, data_dir=data_dir, try_gcs=False)
+    except Exception as error:  # tfds raises DatasetNotFoundError with every known name (hundreds of lines)
+        if "not found" not in str(error).lower():
+            raise ValueError(f"tfds:{name} could not be opened: {' '.join(str(error).split())[:300]}") from None
+        close = difflib.get_close_matches(name, tfds.list_builders(), n=3)
+        hint = f" Did you mean {', '.join('tfds:' + c for c in close)}?" if close else ""
+        raise ValueError(f"Unknown TensorFlow Datasets name {name!r}.{hint} (tfds.list_builders() lists them.) "
+                         f"Received: dataset='tfds:{name}'") from None
+
+
 def load_tfds_dataset(name, data_dir=None, download=False, manual_dir=None, validation_fraction=0.1):
     """A TensorFlow Datasets dataset; fails in seconds when it is not prepared offline.
 
     Validation: the dataset's own "validation" split where it has one and a test split
     too; otherwise the last `validation_fraction` of "train" (CIFAR: 45k/5k, Section 4.2).
+    Manual datasets (imagenet2012) are prepared from the archives in `manual_dir`, no network needed.
     """
     import tensorflow_datasets as tfds
 
-    try:
-        builder = tfds.builder(name, data_dir=data_dir, try_gcs=False)
-    except Exception as error:  # tfds raises its own DatasetNotFoundError
-        raise ValueError(f"Unknown TensorFlow Datasets name {name!r}: {error}") from None
-    hint = (
-        f"Prepare it where there is internet access (python -m tensorflow_datasets.scripts.download_and_prepare "
-        f"--datasets={name} --data_dir=DIR) and pass --data-dir DIR"
-        + (", with the archives in --manual-dir for manual datasets." if manual_dir is None else ".")
-    )
+    builder = _tfds_builder(name, data_dir)
+    manual = bool(getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None))
+    data_flag = f" --data-dir {data_dir}" if data_dir else " --data-dir DIR"
+    if manual:
+        hint = (f"It is prepared from archives downloaded by hand (see its TFDS page): put them in a folder and pass "
+                f"--manual-dir FOLDER --download{data_flag} (no network needed), or run python -m "
+                f"tensorflow_datasets.scripts.download_and_prepare --datasets={name} --data_dir=DIR "
+                f"--manual_dir=FOLDER.")
+    else:
+        hint = (f"Pass --download to fetch it now (needs the internet), or prepare it where there is internet "
+                f"access (python -m tensorflow_datasets.scripts.download_and_prepare --datasets={name} "
+                f"--data_dir=DIR) and pass --data-dir DIR.")
     if not builder.is_prepared():
-        if not download:
-            raise DatasetUnavailableError(
-                f"Dataset tfds:{name} is not prepared in {builder.data_dir}. {hint} "
-                "Or pass --download to fetch it now."
-            )
-        if not _online():
+        if not download or (manual and not manual_dir):
+            raise DatasetUnavailableError(f"Dataset tfds:{name} is not prepared in {builder.data_dir}. {hint}")
+        if not manual and not online():
             raise DatasetUnavailableError(f"Dataset tfds:{name} is not prepared and there is no network. {hint}")
         config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
-        builder.download_and_prepare(download_config=config)
+        try:
+            builder.download_and_prepare(download_config=config)
+        except Exception as error:  # tfds' messages span many lines
+            raise DatasetUnavailableError(f"Preparing tfds:{name} failed: {' '.join(str(error).split())[:400]}") \
+                from None
     splits = builder.info.splits
     if "validation" in splits and "test" in splits:
         names = {"train": "train", "validation": "validation", "test": "test"}
@@ -244,80 +269,79 @@ def _sample_stats(dataset, image_shape, samples=2000):
     return _channel_stats(images)
 
 
-def _is_image(path):
-    """True for a file whose bytes are a complete, decodable image (Pillow's check)."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            image.verify()
-        with Image.open(path) as image:
-            image.load()
-        return True
-    except Exception:
-        return False
-
-
-def resize_images(images, size):
-    """Antialiased bilinear resize of raw 0-255 images to `size` (height, width), as float32.
-
-    The one resize of the package: the folder datasets and the exported serving signatures use
-    it, so a served image is resized exactly as the training images were.
-    """
-    return tf.image.resize(tf.cast(images, tf.float32), size, antialias=True)
-
-
-def decode_and_resize(encoded, size, channels=3):
-    """One encoded JPEG/PNG/BMP/GIF string -> uint8 image of `size` with `channels` channels."""
-    image = tf.io.decode_image(encoded, channels=channels, expand_animations=False)
-    image = resize_images(image, size)
-    return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
-
-
-def load_folder_dataset(path, image_size=64, validation_fraction=0.2, seed=0, channels=3):
-    """Images in `path/<class>/*`, resized to `image_size`; a stratified validation split.
-
-    Files that are not readable images are skipped and counted in a warning. The
-    validation split doubles as the test split.
-    """
+def _scan_folder(path, channels, max_pixels):
+    """(files, labels, class names, skipped {reason: count}) of an image folder; every file kept decodes
+    with the pipeline's own decoder (`images.check`), within the pixel budget."""
     if not os.path.isdir(path):
         raise NotADirectoryError(f"Image folder not found. Received: folder={path!r}")
-    classes = sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)) and not d.startswith("."))
-    files, labels, skipped = [], [], 0
-    for index, name in enumerate(classes):
+    folders = sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)) and not d.startswith("."))
+    files, labels, classes, skipped, empty = [], [], [], {}, []
+    for name in folders:
+        found = []
         for entry in sorted(os.listdir(os.path.join(path, name))):
             full = os.path.join(path, name, entry)
-            if not os.path.isfile(full):
+            if not os.path.isfile(full) or entry.startswith("."):
                 continue
-            if entry.lower().endswith(IMAGE_SUFFIXES) and _is_image(full):
-                files.append(full)
-                labels.append(index)
+            if not entry.lower().endswith(images_lib.SUFFIXES):
+                skipped["not an image file name"] = skipped.get("not an image file name", 0) + 1
+                continue
+            with open(full, "rb") as f:
+                reason = images_lib.check(f.read(), channels, max_pixels)
+            if reason:
+                key = "over the pixel limit" if "max_pixels" in reason else reason.split(" (")[0]
+                skipped[key] = skipped.get(key, 0) + 1
             else:
-                skipped += 1
+                found.append(full)
+        if found:
+            files += found
+            labels += [len(classes)] * len(found)
+            classes.append(name)
+        else:
+            empty.append(name)
+    if empty:
+        warnings.warn(f"Sub-folders without usable images are not classes: {', '.join(empty)} (in {path})",
+                      stacklevel=3)
+    return files, labels, classes, skipped
+
+
+def load_folder_dataset(path, image_size=64, validation_fraction=0.2, seed=0, channels=3,
+                        max_pixels=images_lib.DEFAULT_MAX_PIXELS):
+    """Images in `path/<class>/*`, resized to `image_size`; a stratified validation split.
+
+    Files that TensorFlow cannot decode, that are not images or that have more than `max_pixels`
+    pixels are skipped and counted (by reason) in a warning. A class needs at least two images (one
+    for training, one for validation). The validation split doubles as the test split.
+    """
+    files, labels, classes, skipped = _scan_folder(path, channels, max_pixels)
     if skipped:
-        warnings.warn(f"Skipped {skipped} unreadable or non-image files in {path}", stacklevel=2)
-    present = sorted(set(labels))
-    if len(present) < 2:
+        reasons = ", ".join(f"{count} {reason}" for reason, count in sorted(skipped.items()))
+        warnings.warn(f"Skipped {sum(skipped.values())} files in {path}: {reasons}", stacklevel=2)
+    if len(classes) < 2:
         raise ValueError(
             f"An image folder needs at least two class sub-folders with images; {path!r} has "
-            f"{len(present)} ({len(files)} images in {classes or 'no sub-folders'})."
+            f"{len(classes)} ({len(files)} images in {classes or 'no sub-folders with images'})."
         )
+    counts = np.bincount(labels, minlength=len(classes))
+    few = [f"{classes[i]} ({counts[i]})" for i in np.flatnonzero(counts < 2)]
+    if few:
+        raise ValueError(f"Every class needs at least two images (one to train on, one to validate); "
+                         f"{path!r} has too few in: {', '.join(few)}.")
     rng = np.random.default_rng(seed)
     files, labels = np.asarray(files), np.asarray(labels, dtype="int32")
     train_idx, val_idx = [], []
-    for label in present:
+    for label in range(len(classes)):
         idx = rng.permutation(np.flatnonzero(labels == label))
-        cut = max(1, int(round(len(idx) * validation_fraction))) if len(idx) > 1 else 0
+        cut = min(len(idx) - 1, max(1, int(round(len(idx) * validation_fraction))))
         val_idx += list(idx[:cut])
         train_idx += list(idx[cut:])
 
     def decode(file, label):
-        return decode_and_resize(tf.io.read_file(file), (image_size, image_size), channels), label
+        image = images_lib.decode_and_resize(tf.io.read_file(file), (image_size, image_size), channels, max_pixels)
+        return image, label
 
     def split(indices):
         order = np.sort(np.asarray(indices, dtype="int64"))
-        data = tf.data.Dataset.from_tensor_slices((files[order], labels[order]))
-        return data.map(decode, num_parallel_calls=AUTOTUNE).ignore_errors()
+        return tf.data.Dataset.from_tensor_slices((files[order], labels[order])).map(decode, num_parallel_calls=AUTOTUNE)
 
     train = split(train_idx)
     mean, std = _channel_stats(np.stack([x.numpy() for x, _ in train.take(500)]))
@@ -338,10 +362,8 @@ def load_folder_dataset(path, image_size=64, validation_fraction=0.2, seed=0, ch
     )
 
 
-DATASET_KINDS = ("digits", "digits:5-9", "tfds:NAME", "folder:PATH")
-
-
-def load_dataset(name, *, data_dir=None, download=False, manual_dir=None, image_size=None, seed=0):
+def load_dataset(name, *, data_dir=None, download=False, manual_dir=None, image_size=None, seed=0,
+                 max_pixels=images_lib.DEFAULT_MAX_PIXELS):
     """Load a dataset by name: "digits", "tfds:NAME" or "folder:PATH" (or an existing folder)."""
     if name == "digits":
         return load_digits_dataset()
@@ -351,7 +373,7 @@ def load_dataset(name, *, data_dir=None, download=False, manual_dir=None, image_
         return load_tfds_dataset(name[5:], data_dir=data_dir, download=download, manual_dir=manual_dir)
     if name.startswith("folder:") or os.path.isdir(name):
         path = name[7:] if name.startswith("folder:") else name
-        return load_folder_dataset(path, image_size=image_size or 64, seed=seed)
+        return load_folder_dataset(path, image_size=image_size or 64, seed=seed, max_pixels=max_pixels)
     raise ValueError(f"Unknown dataset {name!r}. Use one of: {', '.join(DATASET_KINDS)}.")
 
 

@@ -1,31 +1,49 @@
 """SavedModels for TF Serving: versioned, written atomically, with image and image-bytes signatures.
 
 Layout: `<export_dir>/<name>/<version>/` holds `saved_model.pb` and `variables/` (what TF Serving
-loads), `model.keras` (the Keras model, for further training or `predict.py`) and `labels.txt`.
-A version folder is built in a temporary folder beside it and renamed into place, so a server
-watching `<export_dir>/<name>` never sees a half-written version, and an existing version is
-never replaced without `overwrite=True`.
+loads), `model.keras` (the Keras model, for further training or `predict.py`), `labels.txt` and
+`export.json` (the model card: classes, input, signatures' settings, a fingerprint of the weights).
+A version folder is built in a temporary folder beside it and renamed into place (mode 0755, so a
+model server running as another user can read it), so a server watching `<export_dir>/<name>`
+never sees a half-written version, and an existing version is never replaced without
+`overwrite=True`. One name holds one task: a model with other classes or another input is refused
+under a name whose latest version differs, and exporting the model the latest version already
+holds (same weights and settings) adds no version.
 
 Signatures (made with `keras.export.ExportArchive`; every one takes any batch size):
 - `serving_default`: input `images`, float32 `[batch, H, W, C]` raw 0-255 pixels of any H and W;
 - `serve_uint8`: the same for uint8 images;
 - `serve_image_bytes`: input `image_bytes`, a string `[batch]` of encoded JPEG/PNG/BMP/GIF files
   (TF Serving's REST API carries them as `{"b64": ...}`).
-Images are resized in the graph to the model's input size (`data.resize_images`, as the folder
+Images are resized in the graph to the model's input size (`images.resize_images`, as the folder
 datasets are) and normalised by the model's own preprocessing layer. Every signature returns
 `probabilities` [batch, classes], `top_k_classes` and `top_k_scores` [batch, k] and, when class
-names are known, `top_k_labels`.
+names are known, `top_k_labels`. Requests are checked first: an empty batch, an image without
+pixels, a channel count other than the model's, non-finite pixel values, and encoded images whose
+header claims more than `max_pixels` pixels (decompression bombs) each fail that request with an
+InvalidArgumentError that says so (the model keeps serving).
 """
 
+import hashlib
+import json
 import os
 import shutil
 import tempfile
+import time
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_resnet import data
+from keras_resnet import images as images_lib
+from keras_resnet.checkpoints import (  # noqa: F401  (re-exported for the scripts)
+    existing_versions,
+    labels_for,
+    load_keras_model,
+    read_labels,
+    resolve_model_path,
+)
+from keras_resnet.files import check_folder_name, fsync_path
 
 DEFAULT_TOP_K = 5
 IMAGE_SIGNATURES = {"serving_default": tf.float32, "serve_uint8": tf.uint8}
@@ -33,13 +51,6 @@ BYTES_SIGNATURE = "serve_image_bytes"
 
 
 # --- versions -----------------------------------------------------------------------------
-
-
-def existing_versions(model_dir):
-    """Integer version folders under `model_dir`, sorted."""
-    if not os.path.isdir(model_dir):
-        return []
-    return sorted(int(d) for d in os.listdir(model_dir) if d.isdigit() and os.path.isdir(os.path.join(model_dir, d)))
 
 
 def next_version(model_dir):
@@ -64,6 +75,11 @@ def write_version_atomically(model_dir, version, write, overwrite=False):
     tmp = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=model_dir)
     try:
         write(tmp)
+        for folder, subfolders, files in os.walk(tmp):  # readable by a server running as another user
+            os.chmod(folder, 0o755)
+            for name in files:
+                os.chmod(os.path.join(folder, name), 0o644)
+                fsync_path(os.path.join(folder, name))
         if os.path.exists(target):
             old = tempfile.mkdtemp(prefix=f".old-{version}-", dir=model_dir)
             os.replace(target, os.path.join(old, "v"))
@@ -71,6 +87,7 @@ def write_version_atomically(model_dir, version, write, overwrite=False):
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, target)
+        fsync_path(model_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -166,16 +183,18 @@ def _outputs_softmax(model):
     return getattr(activation, "__name__", "") == "softmax"
 
 
-def serving_functions(model, *, top_k=DEFAULT_TOP_K, class_names=None, image_size=None):
+def serving_functions(model, *, top_k=DEFAULT_TOP_K, class_names=None, image_size=None,
+                      max_pixels=images_lib.DEFAULT_MAX_PIXELS):
     """{signature name: (function, input TensorSpec)} for the SavedModel or for in-process use.
 
-    The functions run `model` in inference mode on raw images of any size, resized in the graph.
+    The functions check each request (module doc), then run `model` in inference mode on raw
+    images of any size, resized in the graph.
     """
     height, width, channels = _input_size(model, image_size)
     num_classes = int(model.output_shape[-1])
-    k = min(int(top_k), num_classes)
-    if k < 1:
-        raise ValueError(f"top_k must be at least 1. Received: top_k={top_k}")
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise ValueError(f"top_k must be a positive integer. Received: top_k={top_k!r}")
+    k = min(top_k, num_classes)
     if class_names is not None and len(class_names) != num_classes:
         raise ValueError(
             f"class_names must have one name for each of the model's {num_classes} classes. "
@@ -194,19 +213,39 @@ def serving_functions(model, *, top_k=DEFAULT_TOP_K, class_names=None, image_siz
             result["top_k_labels"] = tf.gather(labels, classes)
         return result
 
+    def checked(images):
+        shape = tf.shape(images)
+        checks = [
+            tf.debugging.assert_equal(tf.rank(images), 4, message="images must be a batch [batch, height, width, "
+                                                                   "channels]"),
+            tf.debugging.assert_positive(shape[0], message="the batch is empty: send at least one image"),
+            tf.debugging.assert_positive(shape[1] * shape[2], message="an image has no pixels (height or width 0)"),
+            tf.debugging.assert_equal(shape[3], channels, message=f"images must have {channels} channel(s), as the "
+                                                                  "model; received a different count"),
+        ]
+        with tf.control_dependencies(checks):
+            images = tf.cast(images, tf.float32)
+            finite = tf.debugging.assert_equal(tf.reduce_all(tf.math.is_finite(images)), True,
+                                               message="pixel values must be finite numbers (no NaN or infinity)")
+        with tf.control_dependencies([finite]):
+            return tf.identity(images)
+
     def from_images(images):
-        images = tf.cast(images, tf.float32)
+        images = checked(images)
         same_size = tf.reduce_all(tf.equal(tf.shape(images)[1:3], [height, width]))
-        images = tf.cond(same_size, lambda: images, lambda: data.resize_images(images, (height, width)))
+        images = tf.cond(same_size, lambda: images, lambda: images_lib.resize_images(images, (height, width)))
         return classify(images)
 
     def from_bytes(image_bytes):
-        images = tf.map_fn(
-            lambda encoded: data.decode_and_resize(encoded, (height, width), channels),
-            image_bytes,
-            fn_output_signature=tf.TensorSpec([height, width, channels], tf.uint8),
-        )
-        return classify(tf.cast(images, tf.float32))
+        nonempty = tf.debugging.assert_positive(tf.size(image_bytes), message="the batch is empty: send at least "
+                                                                               "one image")
+        with tf.control_dependencies([nonempty]):
+            decoded = tf.map_fn(
+                lambda encoded: images_lib.decode_and_resize(encoded, (height, width), channels, max_pixels),
+                image_bytes,
+                fn_output_signature=tf.TensorSpec([height, width, channels], tf.uint8),
+            )
+        return classify(tf.cast(decoded, tf.float32))
 
     functions = {
         name: (from_images, tf.TensorSpec([None, None, None, channels], dtype, name="images"))
@@ -225,6 +264,47 @@ def make_export_archive(model, **kwargs):
     return archive
 
 
+# --- the model card: one task per name, no repeated versions -------------------------------------
+
+
+def fingerprint(model, settings):
+    """A hash of the weights and the serving settings: equal for an identical export."""
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    for weight in model.weights:
+        digest.update(weight.path.encode())
+        digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(weight)).tobytes())
+    return digest.hexdigest()
+
+
+def read_card(version_folder):
+    """The export.json of a version folder (None for versions exported without one)."""
+    path = os.path.join(version_folder, "export.json")
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _check_same_task(model_dir, card, name):
+    """Refuse to put a model with other classes or another input under `name`."""
+    versions = existing_versions(model_dir)
+    latest = read_card(os.path.join(model_dir, str(versions[-1]))) if versions else None
+    if not latest:
+        return None
+    for key, what in (("num_classes", "classes"), ("channels", "input channels"), ("class_names", "class names"),
+                      ("input_size", "input size")):
+        if latest.get(key) != card[key]:
+            raise ValueError(
+                f"{model_dir} holds another task (version {versions[-1]}: {what} {latest.get(key)!r}); this model "
+                f"has {what} {card[key]!r}. Export it under another name (--export-name / --name). "
+                f"Received: name={name!r}"
+            )
+    return versions[-1], latest
+
+
 def export_saved_model(
     model,
     export_dir="saved_models",
@@ -235,15 +315,36 @@ def export_saved_model(
     top_k=DEFAULT_TOP_K,
     fold_batchnorm=False,
     image_size=None,
+    max_pixels=images_lib.DEFAULT_MAX_PIXELS,
+    source=None,
 ):
     """Export `model` as a SavedModel version for TF Serving; returns the version folder.
 
     `fold_batchnorm=True` serves the BN-folded copy (`fold_batchnorm_into_convs`); `model.keras`
-    beside it is always the model as trained.
+    beside it is always the model as trained. With `version=None`, a model that the latest version
+    already holds (same weights and settings) is not exported again: its folder is returned.
     """
-    name = name or model.name
+    name = check_folder_name(name or model.name, "name")
+    if os.path.exists(export_dir) and not os.path.isdir(export_dir):
+        raise NotADirectoryError(f"export_dir must be a folder. Received: export_dir={export_dir!r} (a file)")
+    height, width, channels = _input_size(model, image_size)
+    settings = {"top_k": top_k, "fold_batchnorm": bool(fold_batchnorm), "image_size": image_size,
+                "max_pixels": int(max_pixels), "class_names": list(map(str, class_names)) if class_names else None}
+    card = {
+        "name": name, "model": model.name, "num_classes": int(model.output_shape[-1]), "channels": channels,
+        "input_size": [height, width], "class_names": settings["class_names"], "top_k": top_k,
+        "fold_batchnorm": bool(fold_batchnorm), "max_pixels": int(max_pixels), "source": source,
+        "fingerprint": fingerprint(model, settings), "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "signatures": [*IMAGE_SIGNATURES, BYTES_SIGNATURE],
+    }
+    model_dir = os.path.join(export_dir, name)
+    if not overwrite:
+        latest = _check_same_task(model_dir, card, name)
+        if version is None and latest and latest[1].get("fingerprint") == card["fingerprint"]:
+            return os.path.join(model_dir, str(latest[0]))  # already exported: no repeated version
     served = fold_batchnorm_into_convs(model) if fold_batchnorm else model
-    archive = make_export_archive(served, top_k=top_k, class_names=class_names, image_size=image_size)
+    archive = make_export_archive(served, top_k=top_k, class_names=class_names, image_size=image_size,
+                                  max_pixels=max_pixels)
 
     def write(folder):
         archive.write_out(folder, verbose=False)
@@ -251,64 +352,21 @@ def export_saved_model(
         if class_names:
             with open(os.path.join(folder, "labels.txt"), "w") as f:
                 f.write("\n".join(map(str, class_names)) + "\n")
+        with open(os.path.join(folder, "export.json"), "w") as f:
+            json.dump(card, f, indent=2)
 
-    return write_version_atomically(os.path.join(export_dir, name), version, write, overwrite)
-
-
-# --- loading what was saved ---------------------------------------------------------------
-
-
-def read_labels(path):
-    """Class names from a labels.txt file (one per line), or None when it does not exist."""
-    if not os.path.isfile(path):
-        return None
-    with open(path) as f:
-        return [line.rstrip("\n") for line in f if line.strip()]
+    return write_version_atomically(model_dir, version, write, overwrite)
 
 
-def resolve_model_path(path, argument="model"):
-    """A `.keras` file, a SavedModel folder, a TF Serving model folder (-> its latest version) or a
-    training run directory (-> best.keras, else final.keras). Returns (kind, path), kind being
-    "keras" or "saved_model"."""
-    if os.path.isfile(path) and path.endswith(".keras"):
-        return "keras", path
-    if os.path.isdir(path):
-        if os.path.isfile(os.path.join(path, "saved_model.pb")):
-            return "saved_model", path
-        versions = existing_versions(path)
-        if versions:
-            return "saved_model", os.path.join(path, str(versions[-1]))
-        for checkpoint in ("best.keras", "final.keras"):
-            if os.path.isfile(os.path.join(path, checkpoint)):
-                return "keras", os.path.join(path, checkpoint)
-    raise FileNotFoundError(
-        f"{argument} must be a .keras file, a SavedModel folder, a folder of numbered SavedModel versions or a "
-        f"training run directory with best.keras or final.keras. Received: {argument}={path!r}"
-    )
+# --- serving what was saved ----------------------------------------------------------------------
 
 
-def load_keras_model(path):
-    """Load a `.keras` file safely (no Lambda layers needed); the message names a bad file."""
-    import keras_resnet  # noqa: F401  (registers ResNet, ZeroPadShortcut, WarmupSchedule)
-
-    try:
-        return keras.saving.load_model(path, safe_mode=True, compile=False)
-    except (OSError, ValueError) as error:
-        raise ValueError(f"Could not load the Keras model {path!r}: {error}") from error
-
-
-def labels_for(path):
-    """labels.txt beside a model file or inside a model folder, or None."""
-    folder = path if os.path.isdir(path) else os.path.dirname(path)
-    return read_labels(os.path.join(folder, "labels.txt"))
-
-
-def load_classifier(path, top_k=DEFAULT_TOP_K, class_names=None):
+def load_classifier(path, top_k=DEFAULT_TOP_K, class_names=None, max_pixels=images_lib.DEFAULT_MAX_PIXELS):
     """A function `image_bytes [batch] -> outputs dict` from a `.keras` model or a SavedModel.
 
-    A SavedModel answers through its own `serve_image_bytes` signature (its k is the one it was
-    exported with); a Keras model through the same function built in process. Returns
-    (function, class_names).
+    A SavedModel answers through its own `serve_image_bytes` signature (its k and pixel limit are
+    the ones it was exported with); a Keras model through the same function built in process.
+    Returns (function, class_names, the file or version folder actually loaded).
     """
     kind, path = resolve_model_path(path)
     class_names = class_names or labels_for(path)
@@ -322,7 +380,14 @@ def load_classifier(path, top_k=DEFAULT_TOP_K, class_names=None):
             return signature(image_bytes=tf.constant(image_bytes))
 
         classify.keep_alive = loaded
-        return classify, class_names
+        images_spec = loaded.signatures["serving_default"].structured_input_signature[1]["images"]
+        classify.channels = int(images_spec.shape[-1])
+        return classify, class_names, path
     model = load_keras_model(path)
-    fn, _ = serving_functions(model, top_k=top_k, class_names=class_names)[BYTES_SIGNATURE]
-    return (lambda image_bytes: fn(tf.constant(image_bytes))), class_names
+    fn, _ = serving_functions(model, top_k=top_k, class_names=class_names, max_pixels=max_pixels)[BYTES_SIGNATURE]
+
+    def classify(image_bytes):
+        return fn(tf.constant(image_bytes))
+
+    classify.channels = int(model.input_shape[-1])
+    return classify, class_names, path

@@ -1,54 +1,87 @@
-"""Figures written as PNG: training curves and experiment plots."""
-
-import os
+"""Figures written as PNG: training curves and experiment plots (written atomically)."""
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import LogLocator, MaxNLocator, ScalarFormatter  # noqa: E402
+
+from keras_resnet.files import atomic_save  # noqa: E402
 
 
-def _atomic_savefig(figure, path):
-    tmp = f"{path}.tmp.png"
-    figure.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(figure)
-    os.replace(tmp, path)
+def _save(figure, path):
+    try:
+        atomic_save(path, lambda tmp: figure.savefig(tmp, dpi=110, bbox_inches="tight", format="png"))
+    finally:
+        plt.close(figure)
+
+
+def _integer_epochs(ax):
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=10))
 
 
 def plot_history(rows, path, title=None):
-    """Loss and accuracy per epoch, train and validation, side by side (rows from history.csv)."""
+    """Loss, accuracy and learning rate per epoch (rows from history.csv): train and validation.
+
+    The loss axis is logarithmic (the first epochs' validation loss would flatten the rest) with
+    labels at 1, 2 and 5 times each power of ten, so that even a short run has readable ticks.
+    """
     epochs = [int(r["epoch"]) for r in rows]
-    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, metric in zip(axes, ("loss", "accuracy")):
+    panels = [("loss", "loss"), ("accuracy", "accuracy")]
+    has_lr = rows and "learning_rate" in rows[0]
+    figure, axes = plt.subplots(1, 3 if has_lr else 2, figsize=(14 if has_lr else 10, 4))
+    for ax, (metric, label) in zip(axes, panels):
         for prefix, style in (("", "-"), ("val_", "--")):
             key = prefix + metric
             if rows and key in rows[0]:
                 ax.plot(epochs, [float(r[key]) for r in rows], style, marker="o", ms=3,
                         label="validation" if prefix else "train")
         if metric == "loss":
-            ax.set_yscale("log")  # the first epochs' validation loss would flatten the rest
+            ax.set_yscale("log")
+            ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            ax.yaxis.set_minor_locator(LogLocator(base=10, subs="auto"))
+            formatter = ScalarFormatter()
+            formatter.set_scientific(False)
+            ax.yaxis.set_major_formatter(formatter)
         ax.set_xlabel("epoch")
-        ax.set_ylabel(metric)
+        ax.set_ylabel(label)
+        _integer_epochs(ax)
         ax.grid(alpha=0.3)
         ax.legend()
+    if has_lr:
+        ax = axes[2]
+        rates = [float(r["learning_rate"]) for r in rows]
+        ax.plot(epochs, rates, "-", marker="o", ms=3, color="tab:green")
+        if min(rates) > 0 and max(rates) / min(rates) > 5:
+            ax.set_yscale("log")  # step schedules divide by 10
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("learning rate (at the epoch's end)")
+        _integer_epochs(ax)
+        ax.grid(alpha=0.3)
     if title:
         figure.suptitle(title)
-    _atomic_savefig(figure, path)
+    _save(figure, path)
 
 
-def plot_bars(labels, values, path, title=None, ylabel=None, ylim=(0, 1), errors=None):
-    """One bar per label, its value written above it (for example test accuracy per mode);
-    `errors` draws error bars (a standard deviation)."""
-    figure, ax = plt.subplots(figsize=(1.4 * len(labels) + 2, 4))
-    bars = ax.bar(labels, values, color="tab:blue", yerr=errors, capsize=4 if errors else 0)
-    for bar, value in zip(bars, values):
-        ax.text(bar.get_x() + bar.get_width() / 2, value, f"{value:.3f}", ha="center", va="bottom")
-    ax.set_ylim(*ylim)
+def plot_bars(labels, values, path, title=None, ylabel=None, ylim=(0, 1), errors=None, error_label=None):
+    """One bar per label, its value written above it (and above its error bar); `errors` draws error
+    bars, explained in a legend by `error_label` (for example "standard deviation over 3 seeds")."""
+    figure, ax = plt.subplots(figsize=(1.6 * len(labels) + 2, 4.4))
+    bars = ax.bar(labels, values, color="tab:blue", yerr=errors, capsize=5 if errors else 0,
+                  error_kw={"label": error_label} if errors and error_label else None)
+    for i, (bar, value) in enumerate(zip(bars, values)):
+        top = value + (errors[i] if errors else 0)
+        ax.annotate(f"{value:.3f}", (bar.get_x() + bar.get_width() / 2, top), xytext=(0, 4),
+                    textcoords="offset points", ha="center", va="bottom")
+    high = max(v + (e or 0) for v, e in zip(values, errors or [0] * len(values)))
+    ax.set_ylim(ylim[0], max(ylim[1], high * 1.12))
     ax.set_ylabel(ylabel or "")
     ax.grid(alpha=0.3, axis="y")
+    if errors and error_label:
+        ax.legend(loc="lower right")
     if title:
-        ax.set_title(title)
-    _atomic_savefig(figure, path)
+        ax.set_title(title, fontsize=10)
+    _save(figure, path)
 
 
 def plot_degradation(histories, path, title=None):
@@ -70,10 +103,11 @@ def plot_degradation(histories, path, title=None):
             ax.plot(epochs, [100 * (1 - float(r["val_accuracy"])) for r in rows], "-", lw=2.2, color=colours[depth],
                     label=f"{label}-{depth}")
         ax.set_xlabel("epoch")
+        _integer_epochs(ax)
         ax.set_title(f"{label} (dashed: training error, bold: validation error)", fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend()
     axes[0].set_ylabel("error (%)")
     if title:
         figure.suptitle(title)
-    _atomic_savefig(figure, path)
+    _save(figure, path)

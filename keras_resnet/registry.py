@@ -5,12 +5,14 @@ registered defaults updated by the keyword arguments.
 """
 
 import dataclasses
+import inspect
 
 from keras_resnet.baselines import BASELINES
 from keras_resnet.resnet import RESNET_SPECS, build_cifar_resnet, build_resnet
 
-CIFAR_DEPTHS = (20, 32, 44, 56, 110, 1202)
-PLAIN_CIFAR_DEPTHS = (20, 32, 44, 56, 110)
+# ResNet-8 / plain-8 (n = 1) are the tiny members of the family, for tests and quick checks.
+CIFAR_DEPTHS = (8, 20, 32, 44, 56, 110, 1202)
+PLAIN_CIFAR_DEPTHS = (8, 20, 32, 44, 56, 110)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,9 +48,37 @@ def get_entry(name):
     return _REGISTRY[name]
 
 
-def get_model(name, **kwargs):
-    """Build the registered model `name`; keyword arguments override its defaults."""
+def accepted_arguments(name):
+    """Keyword arguments the builder of `name` takes, less those its name fixes (depth, residual)."""
     entry = get_entry(name)
+    parameters = inspect.signature(entry.builder).parameters
+    return [p for p in parameters if p not in entry.defaults and parameters[p].kind != inspect.Parameter.VAR_KEYWORD]
+
+
+def check_arguments(name, kwargs, argument="kwargs", reserved=()):
+    """ValueError naming `argument` for a keyword the builder of `name` does not take, one that its
+    name fixes (resnet50 with depth=18), or one in `reserved` (set by the caller)."""
+    entry = get_entry(name)
+    for key, value in kwargs.items():
+        if key in entry.defaults and value != entry.defaults[key]:
+            raise ValueError(f"{key} is fixed by the model name {name!r} ({key}={entry.defaults[key]!r}); choose "
+                             f"the model by name instead. Received: {argument} {key}={value!r}")
+        if key in reserved:
+            raise ValueError(f"{key} is set by the caller ({reserved[key]}), not by {argument}. "
+                             f"Received: {argument} {key}={value!r}")
+        if key not in entry.defaults and key not in accepted_arguments(name):
+            raise ValueError(f"{key} is not an argument of the {name} builder; it takes "
+                             f"{', '.join(accepted_arguments(name))}. Received: {argument} {key}={value!r}")
+
+
+def get_model(name, **kwargs):
+    """Build the registered model `name`; keyword arguments override its defaults.
+
+    Arguments that the name fixes (the depth of resnet50) cannot be overridden: the model would
+    carry a name that lies about it.
+    """
+    entry = get_entry(name)
+    check_arguments(name, {k: v for k, v in kwargs.items() if k != "name"})
     arguments = {**entry.defaults, "name": name, **kwargs}
     return entry.builder(**arguments)
 

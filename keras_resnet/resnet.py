@@ -10,6 +10,7 @@ freezing and weight loading can select a stage by name.
 import keras
 from keras import layers
 
+from keras_resnet.specs import CIFAR_WIDTH, IMAGENET_WIDTH, PREPROCESSING, RESNET_SPECS
 from keras_resnet.blocks import (
     SHORTCUTS,
     STRIDE_IN,
@@ -19,27 +20,9 @@ from keras_resnet.blocks import (
     kernel_regularizer,
 )
 
-# Table 1. depth -> (block type, blocks per stage for conv2_x, conv3_x, conv4_x, conv5_x).
-RESNET_SPECS = {
-    18: ("basic", (2, 2, 2, 2)),
-    34: ("basic", (3, 4, 6, 3)),
-    50: ("bottleneck", (3, 4, 6, 3)),
-    101: ("bottleneck", (3, 4, 23, 3)),
-    152: ("bottleneck", (3, 8, 36, 3)),
-}
-IMAGENET_WIDTH = 64  # filters of conv1 and conv2_x; each later stage doubles them
-CIFAR_WIDTH = 16  # Section 4.2: 16, 32, 64 filters on 32x32, 16x16, 8x8 maps
 BLOCK_TYPES = {"basic": basic_block, "bottleneck": bottleneck_block}
 STEMS = ("imagenet", "cifar")
 POOLINGS = ("avg", "max", None)
-# Per-channel mean and standard deviation on the 0-255 scale (torchvision's ImageNet values).
-PREPROCESSING = {
-    "imagenet": {"mean": [123.675, 116.28, 103.53], "std": [58.395, 57.12, 57.375]},
-    # keras.applications' "caffe" mode (the original ResNet weights): subtract the ImageNet mean,
-    # no scaling. Caffe also swaps RGB to BGR; weights.from_keras_applications folds that swap
-    # into stage1_conv's kernel, so the model still takes RGB.
-    "caffe": {"mean": [123.68, 116.779, 103.939], "std": [1.0, 1.0, 1.0]},
-}
 
 
 def _stem(x, stem, width, bn_kwargs):
@@ -54,16 +37,26 @@ def _stem(x, stem, width, bn_kwargs):
 
 
 def _check_input_shape(input_shape, min_size):
-    if len(input_shape) != 3:
+    """input_shape as a tuple of 3 positive ints (height and width may be None), large enough."""
+    if isinstance(input_shape, (str, bytes)) or not hasattr(input_shape, "__len__") or len(input_shape) != 3:
         raise ValueError(
             f"input_shape must be (height, width, channels). Received: input_shape={input_shape!r}"
         )
+    input_shape = tuple(input_shape)
+    for index, size in enumerate(input_shape):
+        bad_type = isinstance(size, bool) or not (isinstance(size, int) or (size is None and index < 2))
+        if bad_type or (size is not None and size < 1):
+            raise ValueError(
+                "input_shape must hold positive integers (height and width may be None). "
+                f"Received: input_shape={input_shape!r}"
+            )
     for size in input_shape[:2]:
         if size is not None and size < min_size:
             raise ValueError(
-                f"input_shape={tuple(input_shape)!r} is too small: the network downsamples "
+                f"input_shape={input_shape!r} is too small: the network downsamples "
                 f"by {min_size}, so height and width must be at least {min_size}."
             )
+    return input_shape
 
 
 def _preprocessing_layer(preprocessing, channels):
@@ -74,15 +67,26 @@ def _preprocessing_layer(preprocessing, channels):
                 f"'mean' and 'std'. Received: preprocessing={preprocessing!r}"
             )
         preprocessing = PREPROCESSING[preprocessing]
-    mean, std = list(preprocessing["mean"]), list(preprocessing["std"])
-    if len(mean) not in (1, channels) or len(std) != len(mean) or min(std) <= 0:
+    try:
+        mean, std = [float(m) for m in preprocessing["mean"]], [float(s) for s in preprocessing["std"]]
+    except (TypeError, KeyError, ValueError):
+        mean = std = None
+    if mean is None or set(preprocessing) != {"mean", "std"} or len(mean) not in (1, channels) \
+            or len(std) != len(mean) or min(std) <= 0:
         raise ValueError(
-            f"preprocessing needs 1 or {channels} means and as many positive stds. "
-            f"Received: preprocessing={preprocessing!r}"
+            f"preprocessing must be None, one of {sorted(PREPROCESSING)}, or a dict with 'mean' and 'std': "
+            f"1 or {channels} means and as many positive stds. Received: preprocessing={preprocessing!r}"
         )
     return layers.Normalization(
         mean=mean, variance=[s * s for s in std], name="preprocessing"
     )
+
+
+def _check_batchnorm(bn_momentum, bn_epsilon):
+    if isinstance(bn_momentum, bool) or not isinstance(bn_momentum, (int, float)) or not 0 <= bn_momentum < 1:
+        raise ValueError(f"bn_momentum must be a number in [0, 1). Received: bn_momentum={bn_momentum!r}")
+    if isinstance(bn_epsilon, bool) or not isinstance(bn_epsilon, (int, float)) or not 0 < bn_epsilon < 1:
+        raise ValueError(f"bn_epsilon must be a small positive number. Received: bn_epsilon={bn_epsilon!r}")
 
 
 @keras.saving.register_keras_serializable(package="keras_resnet")
@@ -100,7 +104,11 @@ class ResNet(keras.Model):
         stage_widths: filters of each residual stage (bottleneck output is 4x this).
         stem: "imagenet" (7x7/2 conv + 3x3/2 max pool) or "cifar" (3x3/1 conv).
         stem_width: filters of the stem convolution.
-        input_shape: (height, width, channels); None for any size.
+        input_shape: (height, width, channels), height and width None for any size.
+            Default: (224, 224, 3) with `include_top`, else (None, None, 3), as in
+            keras.applications.
+        input_tensor: a Keras tensor to use as the model's input (keras.applications'
+            argument), instead of a new `keras.Input`.
         num_classes: classes of the classifier when `include_top`.
         include_top: add global pooling and the `predictions` Dense layer.
         pooling: "avg", "max" or None: global pooling of the features
@@ -128,7 +136,7 @@ class ResNet(keras.Model):
         stage_widths=(64, 128, 256, 512),
         stem="imagenet",
         stem_width=64,
-        input_shape=(224, 224, 3),
+        input_shape=None,
         num_classes=1000,
         include_top=True,
         pooling=None,
@@ -144,11 +152,20 @@ class ResNet(keras.Model):
         weight_decay=0.0,
         preprocessing=None,
         name="resnet",
+        input_tensor=None,
         **kwargs,
     ):
-        stage_repeats = tuple(int(r) for r in stage_repeats)
-        stage_widths = tuple(int(w) for w in stage_widths)
-        input_shape = tuple(input_shape)
+        try:
+            stage_repeats = tuple(int(r) for r in stage_repeats)
+            stage_widths = tuple(int(w) for w in stage_widths)
+        except (TypeError, ValueError):
+            raise ValueError("stage_repeats and stage_widths must be sequences of positive integers. "
+                             f"Received: stage_repeats={stage_repeats!r}, stage_widths={stage_widths!r}") from None
+        if input_tensor is not None:
+            input_shape = tuple(input_tensor.shape[1:])
+        elif input_shape is None:
+            size = 224 if stem == "imagenet" else 32
+            input_shape = (size, size, 3) if include_top else (None, None, 3)
         if block_type not in BLOCK_TYPES:
             raise ValueError(
                 f"block_type must be one of {tuple(BLOCK_TYPES)}. Received: block_type={block_type!r}"
@@ -181,7 +198,8 @@ class ResNet(keras.Model):
             )
         # The stem downsamples by 4 (ImageNet) or 1 (CIFAR); each later stage by 2.
         total_stride = (4 if stem == "imagenet" else 1) * 2 ** (len(stage_repeats) - 1)
-        _check_input_shape(input_shape, total_stride)
+        input_shape = _check_input_shape(input_shape, total_stride)
+        _check_batchnorm(bn_momentum, bn_epsilon)
 
         bn_kwargs = dict(
             bn_momentum=bn_momentum,
@@ -196,8 +214,12 @@ class ResNet(keras.Model):
             block_kwargs.update(stride_in=stride_in, expansion=expansion)
         block = BLOCK_TYPES[block_type]
 
-        inputs = keras.Input(shape=input_shape, name="image")
-        x = inputs
+        if input_tensor is None:
+            inputs = x = keras.Input(shape=input_shape, name="image")
+        else:
+            x = input_tensor if keras.backend.is_keras_tensor(input_tensor) else keras.Input(
+                tensor=input_tensor, shape=input_shape, name="image")
+            inputs = keras.utils.get_source_inputs(x)
         if preprocessing is not None:
             x = _preprocessing_layer(preprocessing, input_shape[-1])(x)
         x = _stem(x, stem, stem_width, bn_kwargs)
@@ -291,6 +313,19 @@ class ResNet(keras.Model):
     def from_config(cls, config):
         return cls(**config)
 
+    @classmethod
+    def from_keras_applications(cls, app, name=None):
+        """Our model with the weights of keras.applications' ResNet50/101/152 model `app` (v1).
+
+        Any input size, class count, `include_top` and `pooling`; the result gives on raw RGB pixels
+        the outputs `app` gives on `keras.applications.resnet.preprocess_input(pixels)`
+        (`keras_resnet.checkpoints` explains the conversion).
+        """
+        from keras_resnet import checkpoints
+
+        model = cls(**checkpoints.applications_config(app, name))
+        return checkpoints.copy_applications_weights(app, model)
+
 
 def build_resnet(
     depth=50,
@@ -298,7 +333,8 @@ def build_resnet(
     stage_repeats=None,
     block_type=None,
     width=IMAGENET_WIDTH,
-    input_shape=(224, 224, 3),
+    input_shape=None,
+    input_tensor=None,
     num_classes=1000,
     include_top=True,
     pooling=None,
@@ -324,9 +360,10 @@ def build_resnet(
         block_type: "basic" or "bottleneck"; defaults to the table's for `depth`,
             else "basic".
         width: filters of conv1 and conv2_x (64); later stages double it.
+        input_shape: (224, 224, 3) by default with `include_top`, else (None, None, 3).
         weights: None (random), "imagenet" (keras.applications' weights for 50/101/152,
             downloaded and cached by Keras), a keras.applications .h5 file, or our own
-            `.keras` / `.weights.h5` file (see `keras_resnet.weights.load_weights`). ImageNet
+            `.keras` / `.weights.h5` file (see `keras_resnet.checkpoints.load_weights`). ImageNet
             weights bring their "caffe" preprocessing and BN epsilon 1.001e-5 unless given.
         Other arguments: as in `ResNet`.
 
@@ -334,7 +371,7 @@ def build_resnet(
         >>> model = build_resnet(50, num_classes=10, input_shape=(None, None, 3))
     """
     if stage_repeats is None:
-        if depth not in RESNET_SPECS:
+        if isinstance(depth, bool) or depth not in RESNET_SPECS:
             raise ValueError(
                 f"depth must be one of {tuple(RESNET_SPECS)} (Table 1), or pass stage_repeats. "
                 f"Received: depth={depth!r}"
@@ -345,13 +382,14 @@ def build_resnet(
         block_type = RESNET_SPECS[depth][0] if depth in RESNET_SPECS else "basic"
     if name is None:
         kind = "resnet" if residual else "plain"
-        name = f"{kind}{depth}" if depth in RESNET_SPECS and stage_repeats == RESNET_SPECS[depth][1] else kind
+        table = depth in RESNET_SPECS and tuple(stage_repeats) == tuple(RESNET_SPECS[depth][1])
+        name = f"{kind}{depth}" if table else kind
     if weights is not None:
-        from keras_resnet import weights as weights_lib  # keras.applications, h5py: only when asked
+        from keras_resnet import checkpoints  # keras.applications, h5py: only when asked
 
-        if weights_lib.is_applications_weights(weights):
-            preprocessing = "caffe" if preprocessing is None else preprocessing
-            bn_epsilon = weights_lib.KERAS_APPLICATIONS_EPSILON if bn_epsilon == 1e-5 else bn_epsilon
+        implied = checkpoints.builder_defaults(weights)
+        preprocessing = implied.get("preprocessing") if preprocessing is None else preprocessing
+        bn_epsilon = implied.get("bn_epsilon", bn_epsilon) if bn_epsilon == 1e-5 else bn_epsilon
     model = ResNet(
         block_type=block_type,
         stage_repeats=stage_repeats,
@@ -359,6 +397,7 @@ def build_resnet(
         stem="imagenet",
         stem_width=width,
         input_shape=input_shape,
+        input_tensor=input_tensor,
         num_classes=num_classes,
         include_top=include_top,
         pooling=pooling,
@@ -375,7 +414,7 @@ def build_resnet(
         name=name,
     )
     if weights is not None:
-        weights_lib.load_weights(model, weights)
+        checkpoints.load_weights(model, weights)
     return model
 
 
@@ -393,7 +432,8 @@ def build_cifar_resnet(
     depth=20,
     *,
     width=CIFAR_WIDTH,
-    input_shape=(32, 32, 3),
+    input_shape=None,
+    input_tensor=None,
     num_classes=10,
     include_top=True,
     pooling=None,
@@ -412,8 +452,9 @@ def build_cifar_resnet(
     """The CIFAR-10 ResNet of Section 4.2: depth 6n+2, 3x3/16 stem, 3 stages of n blocks.
 
     Stages have 16, 32, 64 filters (times `width / 16`) on 32x32, 16x16 and 8x8 maps,
-    with option A shortcuts by default as in the paper. `weights`: None or our own `.keras` /
-    `.weights.h5` file (`keras_resnet.weights.load_weights`). Other arguments: as in `ResNet`.
+    with option A shortcuts by default as in the paper. `input_shape`: (32, 32, 3) by default
+    with `include_top`, else (None, None, 3). `weights`: None or our own `.keras` / `.weights.h5`
+    file (`keras_resnet.checkpoints.load_weights`). Other arguments: as in `ResNet`.
 
     Example:
         >>> model = build_cifar_resnet(56)            # 853,018 parameters
@@ -429,6 +470,7 @@ def build_cifar_resnet(
         stem="cifar",
         stem_width=width,
         input_shape=input_shape,
+        input_tensor=input_tensor,
         num_classes=num_classes,
         include_top=include_top,
         pooling=pooling,
@@ -444,9 +486,9 @@ def build_cifar_resnet(
         name=name,
     )
     if weights is not None:
-        from keras_resnet import weights as weights_lib
+        from keras_resnet import checkpoints
 
-        weights_lib.load_weights(model, weights)
+        checkpoints.load_weights(model, weights)
     return model
 
 

@@ -3,7 +3,7 @@
 The three modes of the lecture notes, after loading pretrained weights:
 - "full": every layer trains;
 - "partial": layers before a stage (`trainable_from="stage4"`), or all but the last N blocks
-  (`last_blocks=N`), are frozen;
+  (`trainable_blocks=N`), are frozen;
 - "head": the whole backbone is frozen and only the (new) classifier trains.
 
 Batch norm: a frozen BatchNormalization layer (`trainable=False`) runs in inference mode in
@@ -19,8 +19,7 @@ import os
 
 import keras
 
-from keras_resnet import registry
-from keras_resnet import weights as weights_lib
+from keras_resnet import checkpoints, registry
 from keras_resnet.analysis import markdown_table
 from keras_resnet.blocks import kernel_regularizer
 from keras_resnet.resnet import ResNet
@@ -66,31 +65,39 @@ def _block_of(layer):
     return "_".join(parts[:2]) if len(parts) > 2 and parts[1].startswith("block") else None
 
 
-def set_trainable(model, mode, *, trainable_from=None, last_blocks=None, freeze_batchnorm=None):
+def set_trainable(model, mode, *, trainable_from=None, trainable_blocks=None, freeze_batchnorm=None):
     """Set `trainable` on every layer for `mode`; returns the model (compile it afterwards).
 
-    mode: "full", "partial" (with `trainable_from` a stage name or `last_blocks` N) or "head".
+    mode: "full", "partial" (with `trainable_from` a stage name or `trainable_blocks` N) or "head".
     freeze_batchnorm: keep the batch norms of trainable stages frozen too (inference mode);
         None means True for "partial" and "head", False for "full".
+    The model must have our stage layer names (`stage1_...`, a keras_resnet ResNet or a model made
+    from one by `replace_head`): for another model nothing could be frozen by stage.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}. Received: mode={mode!r}")
     stages, blocks = stage_names(model), block_names(model)
+    if not stages:
+        raise ValueError(f"model has no stage layers (stage1_conv, ...): set_trainable works on keras_resnet models "
+                         f"(and those made from them by replace_head). Received: model={model.name!r}")
     if mode == "partial":
-        if (trainable_from is None) == (last_blocks is None):
+        if (trainable_from is None) == (trainable_blocks is None):
             raise ValueError(
-                "mode='partial' needs exactly one of trainable_from (a stage name) and last_blocks. "
-                f"Received: trainable_from={trainable_from!r}, last_blocks={last_blocks!r}"
+                "mode='partial' needs exactly one of trainable_from (a stage name) and trainable_blocks. "
+                f"Received: trainable_from={trainable_from!r}, trainable_blocks={trainable_blocks!r}"
             )
         if trainable_from is not None and trainable_from not in stages:
             raise ValueError(f"trainable_from must be one of {stages}. Received: trainable_from={trainable_from!r}")
-        if last_blocks is not None and not (isinstance(last_blocks, int) and 0 <= last_blocks <= len(blocks)):
+        if trainable_blocks is not None and not (
+            isinstance(trainable_blocks, int) and not isinstance(trainable_blocks, bool)
+            and 0 <= trainable_blocks <= len(blocks)
+        ):
             raise ValueError(
-                f"last_blocks must be an integer from 0 to the model's {len(blocks)} blocks. "
-                f"Received: last_blocks={last_blocks!r}"
+                f"trainable_blocks must be an integer from 0 to the model's {len(blocks)} blocks. "
+                f"Received: trainable_blocks={trainable_blocks!r}"
             )
-    elif trainable_from is not None or last_blocks is not None:
-        raise ValueError(f"trainable_from and last_blocks apply to mode='partial'. Received: mode={mode!r}")
+    elif trainable_from is not None or trainable_blocks is not None:
+        raise ValueError(f"trainable_from and trainable_blocks apply to mode='partial'. Received: mode={mode!r}")
     if freeze_batchnorm is None:
         freeze_batchnorm = mode != "full"
 
@@ -104,7 +111,7 @@ def set_trainable(model, mode, *, trainable_from=None, last_blocks=None, freeze_
             return stages.index(stage) >= stages.index(trainable_from)
         block = _block_of(layer)
         # A stage's `_out` layer has no weights; the stem (no block) is frozen.
-        return block is not None and block in blocks[len(blocks) - last_blocks:]
+        return block is not None and block in blocks[len(blocks) - trainable_blocks:]
 
     model.trainable = True
     for layer in model.layers:
@@ -181,7 +188,7 @@ def two_phase_fine_tune(
     head_learning_rate=1e-3,
     fine_tune_learning_rate=1e-4,
     make_optimizer=lambda lr: keras.optimizers.Adam(lr),
-    loss="categorical_crossentropy",
+    loss=None,
     metrics=("accuracy",),
     callbacks=None,
     verbose=1,
@@ -189,18 +196,35 @@ def two_phase_fine_tune(
     """Train the head with the backbone frozen, then unfreeze from `trainable_from` at a lower
     learning rate (recompiling, as Keras requires after changing `trainable`).
 
-    `model` already has its new head (`replace_head`). Returns the two History objects; the
-    second continues the epoch count of the first.
+    `model` already has its new head (`replace_head`). `train_data` is a tf.data.Dataset of
+    (images, labels) batches or a tuple (x, y) of arrays; `loss=None` picks sparse categorical
+    cross-entropy for integer labels and categorical cross-entropy for one-hot labels. Returns the
+    two History objects; the second continues the epoch count of the first.
     """
+    loss = loss or _loss_for_labels(train_data)
     set_trainable(model, "head")
     model.compile(optimizer=make_optimizer(head_learning_rate), loss=loss, metrics=list(metrics))
-    first = model.fit(train_data, validation_data=validation_data, epochs=head_epochs, callbacks=callbacks,
+    fit_data = dict(zip(("x", "y"), train_data)) if isinstance(train_data, tuple) else {"x": train_data}
+    first = model.fit(**fit_data, validation_data=validation_data, epochs=head_epochs, callbacks=callbacks,
                       verbose=verbose)
     set_trainable(model, "partial", trainable_from=trainable_from)
     model.compile(optimizer=make_optimizer(fine_tune_learning_rate), loss=loss, metrics=list(metrics))
-    second = model.fit(train_data, validation_data=validation_data, initial_epoch=head_epochs,
+    second = model.fit(**fit_data, validation_data=validation_data, initial_epoch=head_epochs,
                        epochs=head_epochs + fine_tune_epochs, callbacks=callbacks, verbose=verbose)
     return first, second
+
+
+def _loss_for_labels(train_data):
+    """Sparse categorical cross-entropy for class indices ([batch] or integer labels), categorical for
+    one-hot rows ([batch, classes] floats)."""
+    if isinstance(train_data, tuple):
+        labels = train_data[1]
+        shape, dtype = tuple(keras.ops.shape(labels)), keras.backend.standardize_dtype(labels.dtype)
+    else:
+        spec = train_data.element_spec[1]
+        shape, dtype = tuple(spec.shape), spec.dtype.name
+    sparse = "int" in dtype or len(shape) == 1 or (len(shape) == 2 and shape[-1] == 1)
+    return "sparse_categorical_crossentropy" if sparse else "categorical_crossentropy"
 
 
 def load_backbone(init_from, *, input_shape, model_name="resnet50", weight_decay=0.0):
@@ -210,16 +234,16 @@ def load_backbone(init_from, *, input_shape, model_name="resnet50", weight_decay
     resnet50/101/152, with the "caffe" preprocessing those weights expect), or our own `.keras`
     file or training run directory (its architecture and its own preprocessing layer).
     """
-    if weights_lib.is_applications_weights(init_from):
-        return registry.get_model(model_name, input_shape=input_shape, include_top=False,
-                                  weight_decay=weight_decay, weights=init_from)
-    from keras_resnet.export import load_keras_model, resolve_model_path
-
-    kind, path = resolve_model_path(init_from, argument="init_from")
+    if init_from == "imagenet" or (os.path.isfile(init_from) and init_from.endswith(".h5")
+                                   and not init_from.endswith(".weights.h5")):
+        model = registry.get_model(model_name, input_shape=input_shape, include_top=False, weight_decay=weight_decay,
+                                   **checkpoints.builder_defaults(init_from))
+        return checkpoints.load_weights(model, init_from, argument="init_from")
+    kind, path = checkpoints.resolve_model_path(init_from, argument="init_from")
     if kind != "keras":
         raise ValueError(f"init_from must be 'imagenet', an .h5 file, a .keras file or a run directory. "
                          f"Received: init_from={init_from!r}")
-    source = load_keras_model(path)
+    source = checkpoints.load_keras_model(path, argument="init_from")
     if not isinstance(source, ResNet):
         raise ValueError(f"init_from={init_from!r} is not a keras_resnet ResNet ({type(source).__name__}).")
     channels = source.input_shape[-1]
@@ -229,13 +253,14 @@ def load_backbone(init_from, *, input_shape, model_name="resnet50", weight_decay
     config = {**source.get_config(), "include_top": False, "pooling": None, "input_shape": tuple(input_shape),
               "weight_decay": weight_decay, "name": source.name}
     backbone = ResNet.from_config(config)
-    return weights_lib.copy_weights(source, backbone, weights_name=f"init_from={os.fspath(init_from)!r}")
+    return checkpoints.copy_weights(source, backbone, weights_name=f"init_from={os.fspath(init_from)!r}")
 
 
-def build_transfer_model(init_from, *, input_shape, num_classes, mode="full", trainable_from=None, last_blocks=None,
-                         hidden_units=0, model_name="resnet50", weight_decay=0.0, freeze_batchnorm=None):
+def build_transfer_model(init_from, *, input_shape, num_classes, mode="full", trainable_from=None,
+                         trainable_blocks=None, hidden_units=0, model_name="resnet50", weight_decay=0.0,
+                         freeze_batchnorm=None):
     """Pretrained backbone + new head for `num_classes`, with `mode`'s layers trainable."""
     backbone = load_backbone(init_from, input_shape=input_shape, model_name=model_name, weight_decay=weight_decay)
     model = replace_head(backbone, num_classes, hidden_units=hidden_units, weight_decay=weight_decay)
-    return set_trainable(model, mode, trainable_from=trainable_from, last_blocks=last_blocks,
+    return set_trainable(model, mode, trainable_from=trainable_from, trainable_blocks=trainable_blocks,
                          freeze_batchnorm=freeze_batchnorm)

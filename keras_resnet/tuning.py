@@ -14,7 +14,8 @@ import os
 
 import keras_tuner
 
-from keras_resnet import data, registry, training
+from keras_resnet import config as config_lib, data, registry, training
+from keras_resnet.files import write_json
 
 # Augmentation strength -> (augment, flip) of data.make_pipeline.
 AUGMENTATION = {"none": ("none", False), "crop": ("cifar", False), "crop+flip": ("cifar", True)}
@@ -62,7 +63,7 @@ def validate_space(space):
         if registry.get_entry(model).family == "baseline":  # "Unknown model name ..." lists the known ones
             raise ValueError(f"model choices must be ResNets or plain nets of the registry. Received: model={model!r}")
     checks = {
-        "optimizer": training.OPTIMIZERS, "augmentation": tuple(AUGMENTATION), "shortcut": ("A", "B", "C"),
+        "optimizer": config_lib.OPTIMIZERS, "augmentation": tuple(AUGMENTATION), "shortcut": ("A", "B", "C"),
     }
     for key, allowed in checks.items():
         bad = [v for v in _values(full[key]) if v not in allowed]
@@ -95,7 +96,7 @@ def parse_space_arguments(pairs, space_file=None):
     `learning_rate={"min":0.01,"max":0.1}`, `optimizer=sgd` (one value fixes it)."""
     space = {}
     if space_file:
-        space.update(training.load_config_file(space_file))
+        space.update(config_lib.load_config_file(space_file, argument="space_file"))
     for pair in pairs or []:
         key, sep, text = pair.partition("=")
         if not sep or not key:
@@ -130,6 +131,10 @@ class ResNetHyperModel(keras_tuner.HyperModel):
         self.base_config = base_config
         self.dataset = dataset
         self.space = validate_space(space or {})
+        too_large = [b for b in _values(self.space["batch_size"]) if b > dataset.train_size]
+        if too_large:  # such a trial would train zero steps and still "complete"
+            raise ValueError(f"batch_size choices must not exceed the {dataset.train_size} training images of "
+                             f"{dataset.name}. Received: batch_size={self.space['batch_size']!r}")
         self.image_size = base_config.image_size or dataset.image_shape[0]
         self.trials_run = 0  # fits in this process (how the trials of a distributed search split)
 
@@ -152,7 +157,7 @@ class ResNetHyperModel(keras_tuner.HyperModel):
         return model
 
     def steps_per_epoch(self, config):
-        return max(1, self.dataset.train_size // config.batch_size)
+        return self.dataset.train_size // config.batch_size
 
     def pipelines(self, config):
         def pipeline(split, train):
@@ -172,13 +177,27 @@ class ResNetHyperModel(keras_tuner.HyperModel):
         return model.fit(train, validation_data=validation, **kwargs)
 
 
+def objectives(num_classes):
+    """The names a trial's model reports: its metrics, and the same on the validation split."""
+    names = training.metric_names(num_classes)
+    return names + [f"val_{name}" for name in names]
+
+
 def make_tuner(kind, hypermodel, *, objective="val_accuracy", max_trials=10, epochs=10, directory="runs/tuning",
                project_name="resnet", seed=0, distribution_strategy=None):
-    """A Keras Tuner `kind` tuner; rerunning with the same directory and project resumes it."""
+    """A Keras Tuner `kind` tuner; rerunning with the same directory and project resumes it.
+
+    The objective must be one the compiled models report (`objectives`): a misspelled one would
+    fail every trial.
+    """
     if kind not in TUNERS:
         raise ValueError(f"tuner must be one of {TUNERS}. Received: tuner={kind!r}")
-    if not isinstance(max_trials, int) or max_trials < 1:
+    if isinstance(max_trials, bool) or not isinstance(max_trials, int) or max_trials < 1:
         raise ValueError(f"max_trials must be a positive integer. Received: max_trials={max_trials!r}")
+    reported = objectives(hypermodel.dataset.num_classes)
+    if objective not in reported:
+        raise ValueError(f"objective must be one of the metrics the models report: {', '.join(reported)}. "
+                         f"Received: objective={objective!r}")
     direction = "min" if "loss" in objective else "max"
     common = dict(hypermodel=hypermodel, objective=keras_tuner.Objective(objective, direction),
                   directory=directory, project_name=project_name, seed=seed, overwrite=False,
@@ -221,5 +240,11 @@ def write_results(tuner, folder):
     write_table(rows, columns, os.path.join(folder, "trials"), formats)
     best = tuner.get_best_hyperparameters(1)
     values = best[0].values if best else {}
-    training.atomic_write(os.path.join(folder, "best_hyperparameters.json"), json.dumps(values, indent=2) + "\n")
+    write_json(os.path.join(folder, "best_hyperparameters.json"), values)
     return rows, values
+
+
+def completed_trials(tuner):
+    """Trials that finished with a finite score (failed and invalid trials are never 'best')."""
+    return [t for t in tuner.oracle.trials.values()
+            if t.status == "COMPLETED" and t.score is not None and math.isfinite(t.score)]

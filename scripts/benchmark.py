@@ -13,22 +13,20 @@ N turns of the compared models); comparisons are ratios of two figures taken in 
 shared and noisy: compare ratios, not absolutes).
 """
 
-import argparse
 import json
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from keras_resnet.cli import run_cli  # noqa: E402
+from keras_resnet.cli import ArgumentParser, run_cli  # noqa: E402
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 DEPTH_MODELS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument("--model", default="resnet50", help="registered model (resnet50)")
     parser.add_argument("--input-size", type=int, default=224, help="square input size (224)")
     parser.add_argument("--batch-size", type=int, default=32, help="batch size (32)")
@@ -56,6 +54,10 @@ def parse_args(argv):
     if args.all:
         args.compare = args.compare or "keras-applications"
         args.serving = args.pipeline = args.depth_scaling = True
+    if args.json:
+        from keras_resnet.files import check_output_file
+
+        check_output_file(args.json, "json")
     if args.compare and args.model not in ("resnet50", "resnet101", "resnet152"):
         raise ValueError(f"--compare keras-applications needs model resnet50, resnet101 or resnet152. "
                          f"Received: model={args.model!r}")
@@ -148,6 +150,7 @@ def main(argv=None):
             size = dataset.image_shape[0]
             delivered = benchmark.measure_pipeline(dataset, batch_size=128, image_size=size, augment="cifar",
                                                    flip=dataset.flip)
+            benchmark.progress(f"ResNet-20 training on {name} ...")
             consumed = benchmark.measure_model(
                 lambda: registry.get_model("resnet20", input_shape=dataset.image_shape, num_classes=10),
                 batch_size=128, input_shape=dataset.image_shape, warmup=args.warmup,
@@ -182,9 +185,9 @@ def main(argv=None):
     results["peak_memory"] = benchmark.peak_memory()
     print(f"\npeak memory: {json.dumps(results['peak_memory'])}")
     if args.json:
-        with open(args.json + ".tmp", "w") as f:
-            json.dump(results, f, indent=2, default=str)
-        os.replace(args.json + ".tmp", args.json)
+        from keras_resnet.files import atomic_write
+
+        atomic_write(args.json, json.dumps(results, indent=2, default=str) + "\n")
         print(f"results in {args.json}")
 
 

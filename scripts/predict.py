@@ -1,28 +1,28 @@
 """Classify image files with a .keras model or an exported SavedModel; prints the top-k labels.
 
-    python scripts/predict.py saved_models/resnet20 digit.png          # the latest version
+    python scripts/predict.py saved_models/resnet20-digits digit.png      # the latest version
     python scripts/predict.py runs/resnet20-digits/best.keras a.jpg b.png --top-k 3
-    python scripts/predict.py saved_models/resnet20/2 *.png --json
+    python scripts/predict.py saved_models/resnet20-digits/2 *.png --json
 
 Images of any size are decoded, resized and preprocessed as the SavedModel's serve_image_bytes
-signature does (for a .keras model the same function runs in process).
+signature does (for a .keras model the same function runs in process). Which model file or
+version was loaded is said on stderr. Images whose header claims more than --max-pixels pixels
+are refused before decoding.
 """
 
-import argparse
 import json
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from keras_resnet import export  # noqa: E402
-from keras_resnet.cli import run_cli  # noqa: E402
+from keras_resnet.cli import ArgumentParser, run_cli  # noqa: E402
+from keras_resnet.images import DEFAULT_MAX_PIXELS  # noqa: E402
 
 
-def read_image_files(paths):
-    """The bytes of each file, checked to decode as an image (a clear error names a bad file)."""
-    import tensorflow as tf
+def read_image_files(paths, channels, max_pixels):
+    """The bytes of each file, checked to decode as the model will decode it (an error names a bad file)."""
+    from keras_resnet import images
 
     contents = []
     for path in paths:
@@ -30,29 +30,39 @@ def read_image_files(paths):
             raise FileNotFoundError(f"images must be image files. Received: {path!r} (no such file)")
         with open(path, "rb") as f:
             content = f.read()
-        try:
-            tf.io.decode_image(content, expand_animations=False)
-        except tf.errors.InvalidArgumentError:
-            raise ValueError(f"images: {path!r} is not a readable JPEG/PNG/BMP/GIF image.") from None
+        reason = images.check(content, channels, max_pixels)
+        if reason:
+            raise ValueError(f"images: {path!r} {'is ' if reason.startswith('not') else ''}{reason}.")
         contents.append(content)
     return contents
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument("model", help="a .keras file, a SavedModel version folder, a model folder or a run directory")
     parser.add_argument("images", nargs="+", help="image files (JPEG, PNG, BMP, GIF)")
-    parser.add_argument("--top-k", type=int, default=export.DEFAULT_TOP_K, help="labels to print (5; a SavedModel "
-                        "returns the k it was exported with)")
+    parser.add_argument("--top-k", type=int, default=5, help="labels to print (default: 5; a SavedModel returns at "
+                        "most the k it was exported with)")
     parser.add_argument("--labels", help="class names, one per line (default: labels.txt beside the model)")
+    parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                        help=f"larger images are refused (default: {DEFAULT_MAX_PIXELS:,})")
     parser.add_argument("--json", action="store_true", help="print one JSON object per image")
     args = parser.parse_args(argv)
-    if args.top_k < 1:
-        raise ValueError(f"top_k must be at least 1. Received: top_k={args.top_k}")
+    for name in ("top_k", "max_pixels"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"{name} must be a positive integer. Received: {name}={getattr(args, name)}")
+    from keras_resnet import checkpoints, export
 
-    contents = read_image_files(args.images)
-    class_names = export.read_labels(args.labels) if args.labels else None
-    classify, class_names = export.load_classifier(args.model, top_k=args.top_k, class_names=class_names)
+    if args.labels and not os.path.isfile(args.labels):
+        raise FileNotFoundError(f"labels must be a file of class names. Received: labels={args.labels!r}")
+    class_names = checkpoints.read_labels(args.labels) if args.labels else None
+    classify, class_names, loaded = export.load_classifier(args.model, top_k=args.top_k, class_names=class_names,
+                                                           max_pixels=args.max_pixels)
+    folder = os.path.dirname(loaded)
+    versions = checkpoints.existing_versions(folder)
+    which = f"version {os.path.basename(loaded)} of {versions}" if os.path.basename(loaded).isdigit() else "Keras model"
+    print(f"model: {loaded} ({which})", file=sys.stderr)
+    contents = read_image_files(args.images, classify.channels, args.max_pixels)
     outputs = classify(contents)
     for i, path in enumerate(args.images):
         classes = outputs["top_k_classes"][i].numpy().tolist()[: args.top_k]

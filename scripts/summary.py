@@ -6,17 +6,20 @@ or the classic CNNs against the ResNets ("the revolution of depth").
     python scripts/summary.py --all                 # Table 1: ResNet-18..152, then the CIFAR family
     python scripts/summary.py --baselines           # LeNet-5 .. DenseNet-121 and the ResNets
     python scripts/summary.py --all --out summary.md
+
+Parameters are trainable parameters everywhere (torchvision's count; Keras' count_params() also
+counts the batch norms' moving statistics, given in the total row). Building the large models
+takes a while: a progress line per model goes to stderr.
 """
 
-import argparse
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from keras_resnet import analysis, registry  # noqa: E402
-from keras_resnet.cli import run_cli  # noqa: E402
+from keras_resnet.cli import ArgumentParser, run_cli  # noqa: E402
+from keras_resnet.files import atomic_write, check_output_file  # noqa: E402
 
 IMAGENET_RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 CIFAR_RESNETS = ("resnet20", "resnet32", "resnet44", "resnet56", "resnet110")
@@ -24,32 +27,38 @@ DEPTH_TABLE = ("lenet5", "alexnet", "vgg11", "vgg11_lrn", "vgg13", "vgg16_1x1", 
                "densenet121") + IMAGENET_RESNETS
 
 
-def build(name, input_size=None, num_classes=None):
+def build(name, input_size=None, num_classes=None, progress=None):
     entry = registry.get_entry(name)
     kwargs = {}
     if input_size is not None:
         kwargs["input_shape"] = (input_size, input_size, entry.default_input_shape[-1])
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
+    if progress:
+        print(f"[{progress}] building {name}", file=sys.stderr, flush=True)
     return registry.get_model(name, **kwargs)
 
 
 def depth_table(names, input_size=None, num_classes=None):
     """Layers, trainable parameters and multiply-adds of each model."""
+    import keras
+
     from keras_resnet.baselines import PAPER_LAYERS
 
     rows = []
-    for name in names:
-        model = build(name, input_size, num_classes)
+    for step, name in enumerate(names, start=1):
+        model = build(name, input_size, num_classes, progress=f"{step}/{len(names)}")
         rows.append({"model": name, "input": "x".join(map(str, model.input_shape[1:])),
                      "layers": PAPER_LAYERS.get(name, analysis.weighted_depth(model)),
                      "params": analysis.count_trainable_params(model), "macs": analysis.count_macs(model)})
+        del model
+        keras.backend.clear_session()
     return analysis.markdown_table(rows, ["model", "input", "layers", "params", "macs"],
                                    {"params": "{:,}".format, "macs": analysis.format_count})
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument("model", nargs="?", help=f"registered model name, one of: {', '.join(registry.list_models())}")
     parser.add_argument("--all", action="store_true", help="Table 1 for ResNet-18..152 and the CIFAR ResNets")
     parser.add_argument("--baselines", action="store_true", help="layers, parameters, multiply-adds of the classic CNNs")
@@ -60,6 +69,14 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if not (args.model or args.all or args.baselines):
         raise ValueError("name a model, or pass --all or --baselines. Received: no model")
+    for name in ("input_size", "num_classes"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be a positive integer. Received: {name}={value}")
+    for name in ([args.model] if args.model else []) + (args.models or []):
+        registry.get_entry(name)  # a misspelled name fails before anything is built
+    if args.out:
+        check_output_file(args.out, "out")
     parts = []
     if args.model:
         model = build(args.model, args.input_size, args.num_classes)
@@ -67,8 +84,12 @@ def main(argv=None):
                      + analysis.stage_summary_markdown(model))
     if args.all:
         groups = [args.models] if args.models else [IMAGENET_RESNETS, CIFAR_RESNETS]
+        total, step = sum(len(g) for g in groups), 0
         for names in groups:
-            models = {name: build(name, args.input_size, args.num_classes) for name in names}
+            models = {}
+            for name in names:
+                step += 1
+                models[name] = build(name, args.input_size, args.num_classes, progress=f"{step}/{total}")
             size = "x".join(map(str, next(iter(models.values())).input_shape[1:]))
             parts.append(f"## Table 1: {', '.join(names)} at {size}\n\n" + analysis.compare_stage_summaries(models))
     if args.baselines:
@@ -77,8 +98,6 @@ def main(argv=None):
     text = "\n\n".join(parts)
     print(text)
     if args.out:
-        from keras_resnet.training import atomic_write
-
         atomic_write(args.out, text + "\n")
 
 

@@ -1,34 +1,33 @@
 """Train a ResNet with model.fit under a tf.distribute strategy.
 
-    python scripts/train.py                                   # ResNet-20 on digits, a few minutes on a CPU
+    python scripts/train.py                                   # ResNet-20 on digits, about a minute on a CPU
     python scripts/train.py --model resnet56 --dataset tfds:cifar10 --data-dir ~/tensorflow_datasets
     python scripts/train.py --model resnet50 --dataset tfds:imagenet2012 --recipe imagenet --strategy mirrored
-    python scripts/train.py --config runs/resnet20-digits/config.json --epochs 60
+    python scripts/train.py --config runs/resnet20-digits/config.json --epochs 60 --run-dir runs/longer
 
 A run directory (default runs/<model>-<dataset>) gets config.json, history.csv, curves.png,
-best.keras, TensorBoard logs and metrics.json; rerunning a killed command resumes it. The
-final model is exported as a SavedModel to <export-dir>/<model>/<version>/.
+best.keras, final.keras, TensorBoard logs and metrics.json; rerunning a killed or failed command
+resumes it where it stopped. The final model is exported as a SavedModel to
+<export-dir>/<model>-<dataset>/<version>/ (--export-name to choose the folder name).
 """
 
-import argparse
 import json
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from keras_resnet import training  # noqa: E402
-from keras_resnet.cli import run_cli  # noqa: E402
+from keras_resnet import config as config_lib  # noqa: E402
+from keras_resnet.cli import ArgumentParser, run_cli  # noqa: E402
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    training.add_config_arguments(parser)
-    config = training.resolve_config(training.config_overrides(parser.parse_args(argv)))
-    if config.cpu_devices > 1:
-        from keras_resnet import distribute
+    parser = ArgumentParser(description=__doc__)
+    config_lib.add_config_arguments(parser)
+    config = config_lib.resolve_config(config_lib.config_overrides(parser.parse_args(argv)))
+    from keras_resnet import distribute, training
 
+    if config.cpu_devices > 1:
         distribute.configure_cpu_devices(config.cpu_devices)
     metrics = training.train(config)
     print(json.dumps(metrics, indent=2))

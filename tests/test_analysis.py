@@ -44,9 +44,18 @@ def test_stage_summary_reproduces_table_1():
     assert rows["stage1"]["layers"] == "7x7, 64, stride 2"
     assert rows["stage2"]["layers"] == "3x3 max pool, stride 2, [1x1, 64; 3x3, 64; 1x1, 256] x 3"
     assert rows["stage4"]["layers"] == "[1x1, 256; 3x3, 256; 1x1, 1024] x 6"
-    assert rows["total"]["params"] == 25_610_152
-    assert sum(r["params"] for k, r in rows.items() if k != "total") == 25_610_152
+    # Trainable parameters, as summary.py --all and torchvision count them; the BN statistics that
+    # Keras' count_params() adds are named in the total row.
+    assert rows["total"]["params"] == 25_557_032
+    assert sum(r["params"] for k, r in rows.items() if k != "total") == 25_557_032
+    assert rows["total"]["layers"] == "50 weighted layers (+53,120 non-trainable: BN moving statistics)"
     assert rows["total"]["macs"] == count_macs(build_resnet(50))
+
+
+def test_stage_summary_prints_as_a_table():
+    summary = stage_summary(build_resnet(18))
+    assert str(summary).splitlines()[:2] == ["| stage | output | layers | params | macs |", "|---|---|---|---|---|"]
+    assert repr(summary) == str(summary) and "| total |  | 18 weighted layers" in str(summary)
 
 
 def test_markdown_table():
@@ -61,7 +70,7 @@ def test_summary_script_prints_table_1_for_resnet50():
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "| stage3 | 28x28x512 | [1x1, 128; 3x3, 128; 1x1, 512] x 4 |" in result.stdout
-    assert "3.858e9" in result.stdout and "25,610,152" in result.stdout
+    assert "3.858e9" in result.stdout and "| 25,557,032 |" in result.stdout
 
 
 def test_summary_script_rejects_unknown_model_without_traceback():

@@ -4,13 +4,13 @@ import pytest
 from conftest import randomize_batchnorm
 
 import keras_resnet as kr
-from keras_resnet import weights
+from keras_resnet import checkpoints
 
 SIZE = 32  # keras.applications' smallest input: keeps 101 and 152 quick
 
 
 def random_application(depth, rng, **kwargs):
-    app = getattr(keras.applications, weights.APPLICATIONS[depth])(weights=None, input_shape=(SIZE, SIZE, 3), **kwargs)
+    app = getattr(keras.applications, checkpoints.APPLICATIONS[depth])(weights=None, input_shape=(SIZE, SIZE, 3), **kwargs)
     randomize_batchnorm(app, rng)
     for layer in app.layers:  # random conv biases, so that folding them into BN is tested
         if isinstance(layer, keras.layers.Conv2D):
@@ -26,7 +26,7 @@ def features(model, name, x):
 @pytest.mark.parametrize("depth", [50, 101, 152])
 def test_converted_keras_applications_model_gives_the_same_outputs(depth, rng):
     app = random_application(depth, rng, classes=7)
-    ours = weights.from_keras_applications(app)
+    ours = kr.ResNet.from_keras_applications(app)
     assert isinstance(ours, kr.ResNet) and ours.depth == depth and ours.preprocessing == "caffe"
     assert ours.count_params() == app.count_params() - sum(
         layer.filters for layer in app.layers if isinstance(layer, keras.layers.Conv2D))  # minus conv biases
@@ -57,7 +57,7 @@ def test_applications_h5_file_into_build_resnet_and_depth_mismatch(tmp_path, rng
 
 def test_imagenet_weights_offline_say_where_to_put_the_file(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    monkeypatch.setattr("keras_resnet.data._online", lambda *a, **k: False)  # CI is offline anyway
+    monkeypatch.setattr("keras_resnet.data.online", lambda *a, **k: False)  # CI is offline anyway
     with pytest.raises(FileNotFoundError) as error:
         kr.build_resnet(50, weights="imagenet", include_top=False, input_shape=(SIZE, SIZE, 3))
     message = str(error.value)

@@ -1,0 +1,163 @@
+"""Files that are whole or absent: every write goes to a unique temporary name beside the target,
+is flushed and fsync'd, then renamed over it (and the folder fsync'd), so a kill, a full disk or a
+second writer never leaves half a file under the real name.
+
+JSON state files are read through `read_json`, whose errors name the file and say what to do.
+"""
+
+import errno
+import json
+import os
+import re
+import tempfile
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~_umask()  # what open() would give: mkstemp makes 0600 files
+
+
+class StorageError(OSError):
+    """A write failed (disk full, permissions, ...); the target is unchanged and no temporary is left."""
+
+
+class CorruptFileError(ValueError):
+    """A state file cannot be read; the message names it and says what to do."""
+
+
+def check_folder_name(name, argument="name"):
+    """`name` if it is one path component (no separators, not '.' or '..'), else a ValueError naming `argument`.
+
+    Export and model names become folder names: '../x' or '/tmp/x' must not write outside the
+    folder they belong in.
+    """
+    bad = (not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "\\" in name
+           or "\0" in name or (os.altsep and os.altsep in name) or name != name.strip())
+    if bad:
+        raise ValueError(f"{argument} must be a single folder name (no '/', no '..', not empty). "
+                         f"Received: {argument}={name!r}")
+    return name
+
+
+def _suffix(name):
+    """The suffix a writer needs to recognise the file: '.weights.h5', '.keras', '.json', ..."""
+    for double in (".weights.h5", ".tar.gz"):
+        if name.endswith(double):
+            return double
+    return os.path.splitext(name)[1]
+
+
+def fsync_path(path):
+    """fsync a file or a folder (folders: so that a rename inside it is durable)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems do not fsync folders
+    finally:
+        os.close(fd)
+
+
+def remove_quietly(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+def describe(error):
+    """One short line for an OSError (or an h5py/Keras error wrapping one: its system error message)."""
+    if isinstance(error, OSError) and error.strerror:
+        return f"{error.strerror}: {error.filename}" if error.filename else error.strerror
+    text = " ".join(str(error).split())
+    system = re.search(r"error message = '([^']+)'", text)  # h5py: "... errno = 28, error message = '...'"
+    return system.group(1) if system else (text[:300] or type(error).__name__)
+
+
+def atomic_save(path, write):
+    """Call `write(tmp)` for a temporary path beside `path` (same suffix), fsync it, rename it to `path`.
+
+    On any failure the temporary file is removed and `path` keeps its previous content; OS-level
+    failures (a full disk, permissions; also as raised through h5py) become one `StorageError`
+    that names `path`.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(path) or "."
+    name = os.path.basename(path)
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=f".tmp{_suffix(name)}", dir=folder)
+        os.close(fd)
+        os.chmod(tmp, FILE_MODE)
+        write(tmp)
+        fsync_path(tmp)
+        os.replace(tmp, path)
+    except BaseException as error:
+        if tmp:
+            remove_quietly(tmp)
+        if isinstance(error, StorageError):
+            raise
+        if type(error) in (PermissionError, IsADirectoryError, NotADirectoryError, FileNotFoundError):
+            raise type(error)(error.errno, f"cannot write {path} ({error.strerror})") from None
+        if isinstance(error, OSError) or _looks_like_io_error(error):
+            raise StorageError(getattr(error, "errno", None) or errno.EIO,
+                               f"could not write {path}: {describe(error)}") from None
+        raise
+    fsync_path(folder)
+    return path
+
+
+def _looks_like_io_error(error):
+    # h5py and Keras report a full disk as RuntimeError/ValueError("... write failed ...", errno=28).
+    text = str(error).lower()
+    return isinstance(error, RuntimeError) and any(
+        word in text for word in ("write", "space", "errno", "file", "flush"))
+
+
+def check_output_file(path, argument):
+    """`path` if a file can be written there: not a folder, in an existing folder."""
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{argument} must be a file path, not a folder. Received: {argument}={path!r}")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"{argument}: the folder {folder!r} does not exist. Received: {argument}={path!r}")
+    if not os.access(folder, os.W_OK):
+        raise PermissionError(f"{argument}: the folder {folder!r} is not writable. Received: {argument}={path!r}")
+    return path
+
+
+def atomic_write(path, content):
+    """Write text or bytes to `path` atomically (see `atomic_save`)."""
+    mode = "wb" if isinstance(content, bytes) else "w"
+
+    def write(tmp):
+        with open(tmp, mode) as f:
+            f.write(content)
+            f.flush()
+            os.fsync(f.fileno())
+
+    return atomic_save(path, write)
+
+
+def write_json(path, value):
+    return atomic_write(path, json.dumps(value, indent=2) + "\n")
+
+
+def read_json(path, advice="delete it to start over"):
+    """The JSON value in `path`; a `CorruptFileError` naming the file (and `advice`) if it does not parse."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except UnicodeDecodeError as error:
+        raise CorruptFileError(f"{path} is not a text file ({error.reason}); {advice}.") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise CorruptFileError(f"{path} is not valid JSON ({error.msg} at line {error.lineno}); {advice}.") from None
