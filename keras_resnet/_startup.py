@@ -17,6 +17,7 @@ STARTUP_NOISE = re.compile(
     r"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
     r"|[IWE]\d{4} [\d:.]+\s+\d+ (port|cudart_stub|cuda_platform|cuda_dnn|cuda_fft|cuda_blas|cuda_executor|"
     r"cpu_feature_guard|cuda_diagnostics)\.cc:\d+\].*"
+    r"|To enable the following instructions: .* rebuild TensorFlow with the appropriate compiler flags\."
     r"|.*TF-TRT Warning.*)$"
 )
 

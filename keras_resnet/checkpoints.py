@@ -185,9 +185,9 @@ def _load_applications(model, weights, argument):
             )
         path, url = imagenet_weights_file(depth, include_top)
         if not os.path.exists(path):
-            from keras_resnet.data import online
+            from keras_resnet import network
 
-            if not online():
+            if not network.online():
                 raise FileNotFoundError(
                     f"{argument}='imagenet': the ImageNet weights of ResNet-{depth} are not cached and the network "
                     f"is unreachable. Download {url} to {path} (or anywhere, and pass that path as {argument})."
@@ -311,9 +311,11 @@ def resolve_model_path(path, argument="model"):
 
 
 def load_keras_model(path, argument="model"):
-    """Load a `.keras` file in safe mode (no code in it runs); one clear error for any bad file."""
-    import keras_resnet  # noqa: F401  (registers ResNet, ZeroPadShortcut, WarmupSchedule)
+    """Load a `.keras` file in safe mode (no code in it runs); one clear error for any bad file.
 
+    Our layer classes are registered with Keras by importing the package (which importing this
+    module does).
+    """
     if not zipfile.is_zipfile(path):
         raise ValueError(f"{argument}={path!r} is not a .keras file (not a zip archive; truncated or another format).")
     try:

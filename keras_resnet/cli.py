@@ -32,25 +32,36 @@ class ArgumentParser(argparse.ArgumentParser):
 
 def one_line(error):
     """The error's message on one line (OSErrors as 'reason: path')."""
-    if isinstance(error, OSError) and error.strerror and error.filename:
-        return f"{error.strerror}: {error.filename}"
-    return " ".join(str(error).split()) or type(error).__name__
+    if isinstance(error, OSError) and error.strerror:
+        text = f"{error.strerror}: {error.filename}" if error.filename else error.strerror
+    else:
+        text = str(error)
+    return " ".join(text.split()) or type(error).__name__
+
+
+def exit_code(error):
+    """The exit status for `error`: 2 bad input, a ReportedError's own, 1 other OS errors (a full disk);
+    None for errors that are bugs (they keep their traceback)."""
+    if isinstance(error, USER_ERRORS):
+        return 2
+    if isinstance(error, ReportedError):
+        return error.exit_code
+    if isinstance(error, OSError):
+        return 1
+    return None
 
 
 def run_cli(main, argv=None):
     """Call `main(argv)`; print errors on one line and exit non-zero instead of a traceback."""
     try:
         status = main(argv)
-    except USER_ERRORS as error:
-        print(f"error: {one_line(error)}", file=sys.stderr)
-        sys.exit(2)
-    except ReportedError as error:
-        print(f"error: {one_line(error)}", file=sys.stderr)
-        sys.exit(error.exit_code)
-    except OSError as error:  # a full disk, an I/O error: not the input's fault, but explained
-        print(f"error: {one_line(error)}", file=sys.stderr)
-        sys.exit(1)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    except Exception as error:
+        code = exit_code(error)
+        if code is None:
+            raise
+        print(f"error: {one_line(error)}", file=sys.stderr)
+        sys.exit(code)
     sys.exit(status or 0)

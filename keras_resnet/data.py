@@ -14,13 +14,13 @@ Sources:
 import dataclasses
 import difflib
 import os
-import socket
 import warnings
 
 import numpy as np
 import tensorflow as tf
 
 from keras_resnet import images as images_lib
+from keras_resnet import network
 from keras_resnet.cli import ReportedError
 from keras_resnet.config import DATASET_KINDS
 
@@ -160,14 +160,6 @@ def limit_per_class(dataset, per_class):
     return dataclasses.replace(dataset, train=train, train_size=size)
 
 
-def online(host="storage.googleapis.com", port=443, timeout=3.0):
-    try:
-        socket.create_connection((host, port), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
-
-
 def _tfds_builder(name, data_dir):
     """tfds.builder(name), with a one-line error (and the nearest names) for an unknown name."""
     import logging
@@ -210,7 +202,7 @@ def load_tfds_dataset(name, data_dir=None, download=False, manual_dir=None, vali
     if not builder.is_prepared():
         if not download or (manual and not manual_dir):
             raise DatasetUnavailableError(f"Dataset tfds:{name} is not prepared in {builder.data_dir}. {hint}")
-        if not manual and not online():
+        if not manual and not network.online():
             raise DatasetUnavailableError(f"Dataset tfds:{name} is not prepared and there is no network. {hint}")
         config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
         try:

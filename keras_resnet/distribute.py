@@ -77,9 +77,8 @@ def apply_multiworker_fix():
     original_reduce = trainer.reduce_per_replica
 
     def reduce_per_replica(values, strategy, reduction):
-        # A metric is a scalar per replica: average over all replicas of all workers.
         if trainer._collective_all_reduce_multi_worker(strategy) and reduction in ("auto", "mean"):
-            return tree.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
+            return mean_over_replicas(values, strategy)
         return original_reduce(values, strategy, reduction)
 
     def _multi_worker_concat(v, strategy):
@@ -91,6 +90,14 @@ def apply_multiworker_fix():
     trainer._multi_worker_concat = _multi_worker_concat
     trainer._keras_resnet_multiworker_fix = True
     return True
+
+
+def mean_over_replicas(values, strategy):
+    """Each metric (a scalar per replica) averaged over all replicas of all workers: what the Keras
+    fix reports in the per-batch and epoch logs of a multi-worker run."""
+    from keras.src import tree
+
+    return tree.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
 
 
 def task_info():

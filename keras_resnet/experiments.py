@@ -11,7 +11,7 @@ import sys
 
 from keras_resnet import config as config_lib, training
 from keras_resnet.analysis import markdown_table
-from keras_resnet.files import atomic_write
+from keras_resnet.files import atomic_write, make_folders, remove_created
 
 
 @contextlib.contextmanager
@@ -24,12 +24,12 @@ def results_dir(base):
     while os.path.exists(candidate):
         n += 1
         candidate = f"{base}-{n}"
-    os.makedirs(candidate)
+    top = make_folders(candidate)
     try:
         yield candidate
     except BaseException:
         if not os.listdir(candidate):
-            os.rmdir(candidate)
+            remove_created(candidate, top)
         raise
 
 

@@ -146,7 +146,7 @@ def fold_batchnorm_into_convs(model):
 
     folded = keras.models.clone_model(model, clone_function=clone, call_function=call)
     for layer in model.layers:
-        if layer.name in folded_bns:
+        if layer.name in folded_bns or not layer.weights:
             continue
         new = folded.get_layer(layer.name)
         if layer.name in pairs:

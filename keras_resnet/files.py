@@ -107,8 +107,8 @@ def atomic_save(path, write):
         if type(error) in (PermissionError, IsADirectoryError, NotADirectoryError, FileNotFoundError):
             raise type(error)(error.errno, f"cannot write {path} ({error.strerror})") from None
         if isinstance(error, OSError) or _looks_like_io_error(error):
-            raise StorageError(getattr(error, "errno", None) or errno.EIO,
-                               f"could not write {path}: {describe(error)}") from None
+            code = getattr(error, "errno", None) or int((re.findall(r"errno = (\d+)", str(error)) or [errno.EIO])[0])
+            raise StorageError(code, f"could not write {path}: {describe(error)}") from None
         raise
     fsync_path(folder)
     return path
@@ -119,6 +119,32 @@ def _looks_like_io_error(error):
     text = str(error).lower()
     return isinstance(error, RuntimeError) and any(
         word in text for word in ("write", "space", "errno", "file", "flush"))
+
+
+def make_folders(path):
+    """os.makedirs(path), returning the topmost folder it created (None if `path` existed)."""
+    path = os.path.abspath(path)
+    top, parent = None, path
+    while not os.path.exists(parent):
+        top, parent = parent, os.path.dirname(parent)
+    os.makedirs(path, exist_ok=True)
+    return top
+
+
+def remove_created(path, top):
+    """Undo `make_folders`: remove `path` (whatever is in it) and the empty folders up to `top`."""
+    import shutil
+
+    if top is None:
+        return
+    path = os.path.abspath(path)
+    shutil.rmtree(path, ignore_errors=True)
+    folder = os.path.dirname(path)
+    while top != path and folder.startswith(top) and os.path.isdir(folder) and not os.listdir(folder):
+        os.rmdir(folder)
+        if folder == top:
+            break
+        folder = os.path.dirname(folder)
 
 
 def check_output_file(path, argument):

@@ -30,7 +30,15 @@ import time
 import warnings
 
 from keras_resnet import config as config_lib
-from keras_resnet.files import CorruptFileError, atomic_save, read_json, remove_quietly, write_json
+from keras_resnet.files import (
+    CorruptFileError,
+    atomic_save,
+    make_folders,
+    read_json,
+    remove_created,
+    remove_quietly,
+    write_json,
+)
 
 PHASES = ("epochs", "final", "evaluation", "export", "metrics")
 BACKUP = "backup"
@@ -75,6 +83,7 @@ class Run:
 
     def __init__(self, path):
         self.path = path
+        self.created = None  # the topmost folder acquire() created, if any
         self._lock_fd = None
 
     def file(self, *names):
@@ -83,7 +92,7 @@ class Run:
     # --- lock ---------------------------------------------------------------------------------
 
     def acquire(self):
-        os.makedirs(self.path, exist_ok=True)
+        self.created = make_folders(self.path)
         fd = os.open(self.file(".lock"), os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -240,16 +249,15 @@ def open_run(path, config):
     If the block fails before training saved anything, a directory this call created is removed
     again, so the corrected command starts cleanly.
     """
-    created = not os.path.exists(path)
     run = Run(path)
     run.acquire()
     try:
         run.adopt_config(config)
         yield run
     except BaseException:
-        if created and not run.started:
+        if run.created and not run.started:
             run.release()
-            shutil.rmtree(path, ignore_errors=True)
+            remove_created(path, run.created)
         raise
     finally:
         run.release()

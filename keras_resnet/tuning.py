@@ -12,6 +12,7 @@ import json
 import math
 import os
 
+import keras
 import keras_tuner
 
 from keras_resnet import config as config_lib, data, registry, training
@@ -173,8 +174,15 @@ class ResNetHyperModel(keras_tuner.HyperModel):
         kwargs.setdefault("epochs", config.epochs)
         kwargs.setdefault("verbose", 0 if config.quiet else 1)
         kwargs.setdefault("shuffle", False)  # the pipeline shuffles, seeded
+        kwargs["callbacks"] = [*kwargs.get("callbacks", []), keras.callbacks.TerminateOnNaN()]
         self.trials_run += 1
-        return model.fit(train, validation_data=validation, **kwargs)
+        history = model.fit(train, validation_data=validation, **kwargs)
+        losses = history.history.get("loss", [])
+        if not losses or not all(math.isfinite(v) for v in losses):
+            # A diverged model must never be the best (its validation accuracy is chance, its weights NaN):
+            # with NaN metrics Keras Tuner marks the trial INVALID.
+            history.history = {key: [math.nan] * len(values) for key, values in history.history.items()}
+        return history
 
 
 def objectives(num_classes):

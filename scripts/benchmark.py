@@ -25,27 +25,35 @@ PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 DEPTH_MODELS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 
 
-def parse_args(argv):
+def build_parser():
     parser = ArgumentParser(description=__doc__)
-    parser.add_argument("--model", default="resnet50", help="registered model (resnet50)")
-    parser.add_argument("--input-size", type=int, default=224, help="square input size (224)")
-    parser.add_argument("--batch-size", type=int, default=32, help="batch size (32)")
-    parser.add_argument("--precision", default="float32", choices=PRECISIONS)
+    parser.add_argument("--model", default="resnet50", help="registered model (default: resnet50)")
+    parser.add_argument("--input-size", type=int, default=224, help="square input size (default: 224)")
+    parser.add_argument("--batch-size", type=int, default=32, help="batch size (default: 32)")
+    parser.add_argument("--precision", default="float32", choices=PRECISIONS,
+                        help="float32, or a Keras mixed-precision policy (default: float32)")
     parser.add_argument("--jit-compile", action="store_true", help="XLA")
-    parser.add_argument("--strategy", default="default", help="tf.distribute strategy (TensorFlow backend)")
+    parser.add_argument("--strategy", default="default",
+                        help="tf.distribute strategy, TensorFlow backend (default: default)")
     parser.add_argument("--compare", choices=["keras-applications"], help="measure keras.applications too")
     parser.add_argument("--serving", action="store_true", help="SavedModel latency, folded and unfolded BN")
     parser.add_argument("--pipeline", action="store_true", help="input pipeline images/s against training")
     parser.add_argument("--depth-scaling", action="store_true", help="step time against multiply-adds, 18-152")
-    parser.add_argument("--depth-input-size", type=int, default=112, help="input size of --depth-scaling (112)")
+    parser.add_argument("--depth-input-size", type=int, default=112,
+                        help="input size of --depth-scaling (default: 112)")
     parser.add_argument("--all", action="store_true", help="every measurement")
     parser.add_argument("--no-throughput", action="store_true", help="skip the --model throughput measurement")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (2)")
-    parser.add_argument("--repeats", type=int, default=5, help="timed steps (5)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (default: 2)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed steps (default: 5)")
     parser.add_argument("--rounds", type=int, default=1,
-                        help="measure the compared models in turn this many times; report each one's median (1)")
+                        help="measure the compared models in turn this many times; report each one's median "
+                             "(default: 1)")
     parser.add_argument("--json", help="write the results as JSON here")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv):
+    args = build_parser().parse_args(argv)
     for name in ("input_size", "batch_size", "repeats", "rounds", "depth_input_size"):
         if getattr(args, name) < 1:
             raise ValueError(f"{name} must be a positive integer. Received: {name}={getattr(args, name)}")

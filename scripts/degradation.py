@@ -20,7 +20,7 @@ from keras_resnet.cli import ArgumentParser, run_cli  # noqa: E402
 COLUMNS = ["model", "depth", "params", "train error", "validation error", "test error"]
 
 
-def main(argv=None):
+def build_parser():
     parser = ArgumentParser(description=__doc__)
     parser.add_argument("--depths", type=int, nargs="+", default=[20, 56],
                         help="CIFAR depths 6n+2 with a plain counterpart: "
@@ -29,8 +29,12 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, help="epochs of every run (default: the dataset's: 30 on digits)")
     parser.add_argument("--model-arg", action="append", metavar="KEY=VALUE", help="builder argument for every run")
     parser.add_argument("--seed", type=int, default=0, help="seed of every run (default: 0)")
-    parser.add_argument("--out-dir", default=os.path.join("runs", "degradation"), help="results folder base")
-    args = parser.parse_args(argv)
+    parser.add_argument("--out-dir", default=os.path.join("runs", "degradation"), help="results folder base (default: runs/degradation)")
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     bad = [d for d in args.depths if d not in registry.PLAIN_CIFAR_DEPTHS]
     if len(args.depths) < 2 or bad:
         raise ValueError(f"depths needs two or more CIFAR depths of the form 6n+2 that have a plain counterpart "

@@ -22,7 +22,7 @@ from keras_resnet.cli import ArgumentParser, run_cli  # noqa: E402
 from keras_resnet.images import DEFAULT_MAX_PIXELS  # noqa: E402
 
 
-def main(argv=None):
+def build_parser():
     parser = ArgumentParser(description=__doc__)
     parser.add_argument("source", help="a .keras file or a training run directory")
     parser.add_argument("--export-dir", default="saved_models", help="TF Serving base folder (default: saved_models)")
@@ -36,7 +36,11 @@ def main(argv=None):
     parser.add_argument("--image-size", type=int, help="resize served images to this size (models of any size)")
     parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                         help=f"encoded images with more pixels are refused (default: {DEFAULT_MAX_PIXELS:,})")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     for name in ("top_k", "max_pixels", "image_size", "version"):
         value = getattr(args, name)
         if value is not None and value < 1:

@@ -37,7 +37,7 @@ def read_image_files(paths, channels, max_pixels):
     return contents
 
 
-def main(argv=None):
+def build_parser():
     parser = ArgumentParser(description=__doc__)
     parser.add_argument("model", help="a .keras file, a SavedModel version folder, a model folder or a run directory")
     parser.add_argument("images", nargs="+", help="image files (JPEG, PNG, BMP, GIF)")
@@ -47,7 +47,11 @@ def main(argv=None):
     parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                         help=f"larger images are refused (default: {DEFAULT_MAX_PIXELS:,})")
     parser.add_argument("--json", action="store_true", help="print one JSON object per image")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     for name in ("top_k", "max_pixels"):
         if getattr(args, name) < 1:
             raise ValueError(f"{name} must be a positive integer. Received: {name}={getattr(args, name)}")

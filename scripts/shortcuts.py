@@ -20,7 +20,7 @@ from keras_resnet.cli import ArgumentParser, run_cli  # noqa: E402
 OPTIONS = ("A", "B", "C")
 
 
-def main(argv=None):
+def build_parser():
     parser = ArgumentParser(description=__doc__)
     parser.add_argument("--model", default="resnet20", help="a registered ResNet (default: resnet20)")
     config_lib.add_dataset_arguments(parser)
@@ -28,8 +28,12 @@ def main(argv=None):
     parser.add_argument("--options", nargs="+", default=list(OPTIONS), help="shortcut options (default: A B C)")
     parser.add_argument("--model-arg", action="append", metavar="KEY=VALUE", help="builder argument for every run")
     parser.add_argument("--seed", type=int, default=0, help="seed of every run (default: 0)")
-    parser.add_argument("--out-dir", default=os.path.join("runs", "shortcuts"), help="results folder base")
-    args = parser.parse_args(argv)
+    parser.add_argument("--out-dir", default=os.path.join("runs", "shortcuts"), help="results folder base (default: runs/shortcuts)")
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     if registry.get_entry(args.model).family == "baseline" or args.model.startswith("plain"):
         raise ValueError(f"model must be a residual network (shortcuts). Received: model={args.model!r}")
     bad = [o for o in args.options if o not in OPTIONS]

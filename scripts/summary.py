@@ -57,7 +57,7 @@ def depth_table(names, input_size=None, num_classes=None):
                                    {"params": "{:,}".format, "macs": analysis.format_count})
 
 
-def main(argv=None):
+def build_parser():
     parser = ArgumentParser(description=__doc__)
     parser.add_argument("model", nargs="?", help=f"registered model name, one of: {', '.join(registry.list_models())}")
     parser.add_argument("--all", action="store_true", help="Table 1 for ResNet-18..152 and the CIFAR ResNets")
@@ -66,7 +66,11 @@ def main(argv=None):
     parser.add_argument("--input-size", type=int, help="square input size (default: the model's)")
     parser.add_argument("--num-classes", type=int, help="classes of the classifier (default: the model's)")
     parser.add_argument("--out", help="also write the markdown to this file")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     if not (args.model or args.all or args.baselines):
         raise ValueError("name a model, or pass --all or --baselines. Received: no model")
     for name in ("input_size", "num_classes"):

@@ -21,10 +21,14 @@ from keras_resnet import config as config_lib  # noqa: E402
 from keras_resnet.cli import ArgumentParser, run_cli  # noqa: E402
 
 
-def main(argv=None):
+def build_parser():
     parser = ArgumentParser(description=__doc__)
     config_lib.add_config_arguments(parser)
-    config = config_lib.resolve_config(config_lib.config_overrides(parser.parse_args(argv)))
+    return parser
+
+
+def main(argv=None):
+    config = config_lib.resolve_config(config_lib.config_overrides(build_parser().parse_args(argv)))
     from keras_resnet import distribute, training
 
     if config.cpu_devices > 1:

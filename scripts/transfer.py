@@ -24,10 +24,14 @@ from keras_resnet import config as config_lib  # noqa: E402
 from keras_resnet.cli import ArgumentParser, run_cli  # noqa: E402
 
 
-def main(argv=None):
+def build_parser():
     parser = ArgumentParser(description=__doc__)
     config_lib.add_config_arguments(parser, defaults={"transfer_mode": "head"})
-    overrides = config_lib.config_overrides(parser.parse_args(argv))
+    return parser
+
+
+def main(argv=None):
+    overrides = config_lib.config_overrides(build_parser().parse_args(argv))
     if not overrides.get("init_from"):
         raise ValueError("init_from is required: --init-from imagenet, a weights or .keras file, or a run directory. "
                          "Received: init_from=None")

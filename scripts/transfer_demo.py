@@ -27,7 +27,7 @@ WAYS = {  # name: the transfer overrides
 }
 
 
-def main(argv=None):
+def build_parser():
     parser = ArgumentParser(description=__doc__)
     parser.add_argument("--model", default="resnet20", help="a CIFAR-family model (default: resnet20)")
     parser.add_argument("--model-arg", action="append", metavar="KEY=VALUE", help="extra builder argument")
@@ -37,9 +37,13 @@ def main(argv=None):
     parser.add_argument("--pretrain-epochs", type=int, default=30, help="epochs on the source classes (default: 30)")
     parser.add_argument("--epochs", type=int, default=40, help="epochs of every target run (default: 40)")
     parser.add_argument("--batch-size", type=int, default=10, help="batch size of the target runs (default: 10)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the target runs (0 1 2)")
-    parser.add_argument("--out-dir", default=os.path.join("runs", "transfer-demo"), help="results folder base")
-    args = parser.parse_args(argv)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds of the target runs (default: 0 1 2)")
+    parser.add_argument("--out-dir", default=os.path.join("runs", "transfer-demo"), help="results folder base (default: runs/transfer-demo)")
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     from keras_resnet import experiments, plots
 
     common = dict(model=args.model, model_kwargs=experiments.model_args(args.model_arg), quiet=True)

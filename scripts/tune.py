@@ -24,7 +24,7 @@ from keras_resnet.cli import ArgumentParser, ReportedError, run_cli  # noqa: E40
 from keras_resnet.files import check_folder_name  # noqa: E402
 
 
-def parse_args(argv):
+def build_parser():
     parser = ArgumentParser(description=__doc__)
     parser.add_argument("--tuner", default="random", choices=tuning.TUNERS, help="search algorithm (default: random)")
     parser.add_argument("--max-trials", type=int, default=10, help="trials to run (random, bayesian; default: 10)")
@@ -50,7 +50,11 @@ def parse_args(argv):
                                                                      "(default: saved_models)")
     parser.add_argument("--no-export", action="store_true", help="do not export the best model")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv):
+    return build_parser().parse_args(argv)
 
 
 def main(argv=None):
@@ -84,7 +88,12 @@ def main(argv=None):
     tuner_id = os.environ.get("KERASTUNER_TUNER_ID", "tuner0")
     worker = "KERASTUNER_ORACLE_IP" in os.environ and tuner_id != "chief"
     done_before = set() if worker else {t.trial_id for t in tuner.oracle.trials.values() if t.status == "COMPLETED"}
-    tuner.search(verbose=0 if args.quiet else 1)
+    try:
+        tuner.search(verbose=0 if args.quiet else 1)
+    except RuntimeError as error:  # Keras Tuner stops after 3 failed trials in a row
+        stopped = f"the search stopped: {str(error).splitlines()[0]}"
+    else:
+        stopped = None
     print(f"{tuner_id} ran {hypermodel.trials_run} trial(s)")
     if worker:
         return  # the chief (the oracle) writes the results
@@ -94,9 +103,9 @@ def main(argv=None):
     completed = tuning.completed_trials(tuner)
     print(f"{len(rows)} trials ({len(rows) - len(done_before)} new, {len(completed)} completed); "
           f"best hyperparameters: {json.dumps(best) if completed else 'none'}")
-    if not completed:
-        raise ReportedError(f"All {len(rows)} trials failed; nothing is exported. Their errors are in {folder} "
-                            "(trial folders); trials.csv lists them.")
+    if stopped or not completed:
+        raise ReportedError(f"{stopped or f'all {len(rows)} trials failed or diverged (a NaN score)'}; nothing is "
+                            f"exported. trials.csv in {folder} lists the trials.")
     if not args.no_export:
         model = tuner.get_best_models(1)[0]
         path = export.export_saved_model(model, args.export_dir, name=config_lib.task_name(best["model"], args.dataset),

@@ -34,3 +34,53 @@ def randomize_batchnorm(model, rng):
                       "moving_mean": rng.normal(0, 0.2, n), "moving_variance": rng.uniform(0.5, 2.0, n)}
             layer.set_weights([values[w.name] for w in layer.weights])
     return model
+
+
+# --- running the scripts as a user types them ---------------------------------------------------
+
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
+
+# The smallest ResNet of the CIFAR family (n = 1, width 4): epochs of the digits in a fraction of a second.
+TINY_ARGS = ["--model", "resnet8", "--model-arg", "width=4"]
+
+
+def script(name, *args, env=None, cwd=None, timeout=300):
+    """Run scripts/<name> with `args` (str()-ed) in a fresh process; returns the CompletedProcess."""
+    return subprocess.run([sys.executable, os.path.join(ROOT, "scripts", name), *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def start_script(name, *args, env=None, cwd=None):
+    return subprocess.Popen([sys.executable, os.path.join(ROOT, "scripts", name), *map(str, args)], cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, **(env or {})})
+
+
+def kill_at(point, folder, name, *args, cwd=None, timeout=240):
+    """Start a script that pauses at `point` (KERAS_RESNET_PAUSE_AT), wait for its marker file in
+    `folder` to appear, then SIGKILL it. Returns the process's output."""
+    process = start_script(name, *args, env={"KERAS_RESNET_PAUSE_AT": point}, cwd=cwd)
+    marker = os.path.join(folder, f".paused-{point.replace(':', '-')}")
+    deadline = time.time() + timeout
+    while not os.path.exists(marker):
+        if process.poll() is not None:
+            raise AssertionError(f"ended before {point}: {process.stdout.read()[-3000:]}")
+        if time.time() > deadline:
+            process.kill()
+            raise AssertionError(f"{point} not reached in {timeout} s")
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    output = process.communicate()[0]
+    os.remove(marker)
+    return output
+
+
+def no_traceback(result, code=2):
+    """The script failed the promised way: exit `code`, one `error:` line, no traceback."""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == code, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and lines and lines[-1].startswith("error: "), result.stderr[-2000:]
+    assert sum(line.startswith("error: ") for line in lines) == 1, result.stderr[-2000:]
+    return lines[-1]

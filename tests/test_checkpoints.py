@@ -57,7 +57,7 @@ def test_applications_h5_file_into_build_resnet_and_depth_mismatch(tmp_path, rng
 
 def test_imagenet_weights_offline_say_where_to_put_the_file(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    monkeypatch.setattr("keras_resnet.data.online", lambda *a, **k: False)  # CI is offline anyway
+    monkeypatch.setattr("keras_resnet.network.online", lambda *a, **k: False)  # CI is offline anyway
     with pytest.raises(FileNotFoundError) as error:
         kr.build_resnet(50, weights="imagenet", include_top=False, input_shape=(SIZE, SIZE, 3))
     message = str(error.value)

@@ -1,3 +1,4 @@
+import json
 import os
 import signal
 import subprocess
@@ -8,20 +9,15 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import randomize_batchnorm
+from conftest import no_traceback, randomize_batchnorm, script
 
 import keras_resnet as kr
-from keras_resnet import data, export
+from keras_resnet import export, images as images_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAVED_MODEL_CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
 CLASSES = ["cat", "dog", "emu", "fox", "gnu"]
 SIZE = 32
-
-
-def script(name, *args, timeout=300):
-    return subprocess.run([sys.executable, os.path.join(ROOT, "scripts", name), *map(str, args)],
-                          capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +41,7 @@ def images(rng, n, height, width, dtype="uint8"):
 
 def reference(model, batch):
     """What the Keras model says about raw images, resized as the signatures promise."""
-    resized = data.resize_images(batch, (SIZE, SIZE)) if batch.shape[1:3] != (SIZE, SIZE) else batch
+    resized = images_lib.resize_images(batch, (SIZE, SIZE)) if batch.shape[1:3] != (SIZE, SIZE) else batch
     return model.predict(np.asarray(resized, "float32"), verbose=0)
 
 
@@ -116,7 +112,7 @@ def test_bytes_signature_matches_the_keras_model_for_png_and_jpeg(model, exporte
     encoded = [tf.io.encode_png(images(rng, 1, 50, 30)[0]).numpy(),
                tf.io.encode_jpeg(images(rng, 1, 24, 70)[0], quality=90).numpy(),
                tf.io.encode_jpeg(images(rng, 1, SIZE, SIZE)[0]).numpy()]
-    decoded = np.stack([data.decode_and_resize(e, (SIZE, SIZE)).numpy() for e in encoded])
+    decoded = np.stack([images_lib.decode_and_resize(e, (SIZE, SIZE)).numpy() for e in encoded])
     out = signature(image_bytes=tf.constant(encoded))
     np.testing.assert_allclose(out["probabilities"].numpy(), reference(model, decoded), atol=tolerance)
 
@@ -164,10 +160,14 @@ def test_folding_removes_every_batch_norm_and_keeps_the_outputs(model, exported,
     assert op_count(exported[True]) < op_count(exported[False]) - 3 * n_bn
 
 
-def test_versions_count_up_and_are_never_overwritten_silently(model, tmp_path):
+def test_versions_count_up_only_for_a_changed_model_and_are_never_overwritten_silently(model, tmp_path):
     first = export.export_saved_model(model, str(tmp_path), name="m")
-    second = export.export_saved_model(model, str(tmp_path), name="m")
-    assert (first, second) == (str(tmp_path / "m" / "1"), str(tmp_path / "m" / "2"))
+    again = export.export_saved_model(model, str(tmp_path), name="m")  # the same model: no repeated version
+    assert first == again == str(tmp_path / "m" / "1")
+    changed = kr.ResNet.from_config(model.get_config())
+    changed.set_weights(model.get_weights())
+    changed.get_layer("predictions").bias.assign(np.full(len(CLASSES), 0.5, "float32"))
+    assert export.export_saved_model(changed, str(tmp_path), name="m") == str(tmp_path / "m" / "2")
     with pytest.raises(FileExistsError, match="--overwrite"):
         export.export_saved_model(model, str(tmp_path), name="m", version=1)
     before = os.path.getmtime(tmp_path / "m" / "1" / "saved_model.pb")
@@ -176,6 +176,28 @@ def test_versions_count_up_and_are_never_overwritten_silently(model, tmp_path):
     assert sorted(os.listdir(tmp_path / "m")) == ["1", "2"]
     with pytest.raises(ValueError, match="version=0"):
         export.export_saved_model(model, str(tmp_path), name="m", version=0)
+    card = json.load(open(tmp_path / "m" / "2" / "export.json"))
+    assert (card["num_classes"], card["channels"], card["input_size"]) == (5, 3, [SIZE, SIZE])
+    for folder, _, names in os.walk(tmp_path / "m" / "2"):  # a server running as another user can read it
+        assert os.stat(folder).st_mode & 0o777 == 0o755
+        assert all(os.stat(os.path.join(folder, n)).st_mode & 0o777 == 0o644 for n in names)
+
+
+def test_one_name_never_holds_two_tasks(model, tmp_path):
+    export.export_saved_model(model, str(tmp_path), name="pets", class_names=CLASSES)
+    three = kr.build_resnet(stage_repeats=(1, 1, 1, 1), block_type="bottleneck", width=4, num_classes=3,
+                            input_shape=(SIZE, SIZE, 3), name="tiny3")
+    with pytest.raises(ValueError, match=r"pets holds another task \(version 1: classes 5\); this model has classes 3"):
+        export.export_saved_model(three, str(tmp_path), name="pets", class_names=["a", "b", "c"])
+    with pytest.raises(ValueError, match="class names"):
+        export.export_saved_model(model, str(tmp_path), name="pets", class_names=list("vwxyz"))
+    gray = kr.build_resnet(stage_repeats=(1, 1, 1, 1), block_type="bottleneck", width=4, num_classes=5,
+                           input_shape=(SIZE, SIZE, 1), name="gray")
+    with pytest.raises(ValueError, match="input channels"):
+        export.export_saved_model(gray, str(tmp_path), name="pets", class_names=CLASSES)
+    with pytest.raises(ValueError, match=r"name must be a single folder name .*Received: name='../up'"):
+        export.export_saved_model(model, str(tmp_path), name="../up")
+    assert sorted(os.listdir(tmp_path)) == ["pets"] and sorted(os.listdir(tmp_path / "pets")) == ["1"]
 
 
 def test_a_failed_export_leaves_no_version_folder(model, tmp_path):
@@ -188,7 +210,7 @@ def test_a_failed_export_leaves_no_version_folder(model, tmp_path):
     with pytest.raises(OSError, match="disk full"):
         export.write_version_atomically(str(tmp_path / "m"), None, write_then_fail)
     assert os.listdir(tmp_path / "m") == []
-    with pytest.raises(ValueError, match="top_k=0"):
+    with pytest.raises(ValueError, match="top_k must be a positive integer. Received: top_k=0"):
         export.export_saved_model(model, str(tmp_path), name="m", top_k=0)
     with pytest.raises(ValueError, match="Received: 2 names"):
         export.export_saved_model(model, str(tmp_path), name="m", class_names=["a", "b"])
@@ -215,16 +237,24 @@ def test_export_script_survives_a_kill_and_counts_versions(tmp_path):
     process.wait()
     assert export.existing_versions(str(out / "r18")) == []  # no version for a server to pick up
 
-    for expected in ("1", "2"):
-        done = script("export.py", source / "model.keras", "--export-dir", out)
-        assert done.returncode == 0, done.stderr[-2000:]
-        assert done.stdout.startswith(f"exported {source / 'model.keras'} -> {out / 'r18' / expected}")
-    assert export.existing_versions(str(out / "r18")) == [1, 2]
-    assert export.read_labels(str(out / "r18" / "2" / "labels.txt")) == CLASSES
+    done = script("export.py", source / "model.keras", "--export-dir", out)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith(f"exported {source / 'model.keras'} -> {out / 'r18' / '1'}\n")
+    again = script("export.py", source / "model.keras", "--export-dir", out)  # nothing changed: no new version
+    assert again.stdout.startswith(f"exported {source / 'model.keras'} -> {out / 'r18' / '1'} (unchanged")
+    assert export.existing_versions(str(out / "r18")) == [1]
+    assert export.read_labels(str(out / "r18" / "1" / "labels.txt")) == CLASSES
     refused = script("export.py", source / "model.keras", "--export-dir", out, "--version", 1)
-    assert refused.returncode == 2 and "--overwrite" in refused.stderr and "Traceback" not in refused.stderr
-    missing = script("export.py", tmp_path / "nothing.keras")
-    assert missing.returncode == 2 and "nothing.keras" in missing.stderr and "Traceback" not in missing.stderr
+    assert "--overwrite" in no_traceback(refused)
+    assert "nothing.keras" in no_traceback(script("export.py", tmp_path / "nothing.keras"))
+    assert "name='../x'" in no_traceback(script("export.py", source / "model.keras", "--name", "../x"))
+    # A run directory's config names the export; a hostile model name there must not escape either.
+    (source / "config.json").write_text(json.dumps({"model": "../../x", "dataset": "digits"}))
+    escaped = script("export.py", source / "model.keras", "--export-dir", out)
+    assert "name='../../x-digits'" in no_traceback(escaped)
+    (source / "config.json").write_text(json.dumps({"model": "r18", "export_name": "/abs"}))
+    assert "name='/abs'" in no_traceback(script("export.py", source / "model.keras", "--export-dir", out))
+    assert sorted(os.listdir(out)) == ["r18"] and not os.path.exists(tmp_path / "x-digits")
 
 
 def test_predict_script_with_keras_model_and_saved_model(model, exported, tmp_path, rng):
@@ -235,10 +265,12 @@ def test_predict_script_with_keras_model_and_saved_model(model, exported, tmp_pa
         path = tmp_path / f"img{i}.png"
         path.write_bytes(tf.io.encode_png(images(rng, 1, height, width)[0]).numpy())
         files.append(path)
-    decoded = np.stack([data.decode_and_resize(p.read_bytes(), (SIZE, SIZE)).numpy() for p in files])
+    decoded = np.stack([images_lib.decode_and_resize(p.read_bytes(), (SIZE, SIZE)).numpy() for p in files])
     expected = reference(model, decoded)
     outputs = [script("predict.py", source, *files, "--top-k", 2)
                for source in (tmp_path / "tiny.keras", os.path.dirname(exported[False]))]
+    assert f"model: {tmp_path / 'tiny.keras'} (Keras model)" in outputs[0].stderr
+    assert f"model: {exported[False]} (version 1 of [1])" in outputs[1].stderr  # which version answered
     for done in outputs:
         assert done.returncode == 0, done.stderr[-2000:]
         lines = done.stdout.strip().splitlines()
@@ -248,4 +280,108 @@ def test_predict_script_with_keras_model_and_saved_model(model, exported, tmp_pa
             assert line == f"{path}: " + ", ".join(f"{CLASSES[c]} ({probabilities[c]:.3f})" for c in best)
     (tmp_path / "bad.png").write_bytes(b"not an image")
     bad = script("predict.py", tmp_path / "tiny.keras", files[0], tmp_path / "bad.png")
-    assert bad.returncode == 2 and "bad.png" in bad.stderr and "Traceback" not in bad.stderr
+    assert "bad.png' is not a JPEG, PNG, BMP or GIF image" in no_traceback(bad)
+    (tmp_path / "bomb.png").write_bytes(tf.io.encode_png(np.zeros((300, 300, 3), "uint8")).numpy())
+    bomb = script("predict.py", tmp_path / "tiny.keras", tmp_path / "bomb.png", "--max-pixels", 10_000)
+    assert "300x300 pixels, over the limit max_pixels=10000" in no_traceback(bomb)
+
+
+# --- requests the signatures refuse, and sizes and formats they must get right ---------------------
+
+
+@pytest.fixture(scope="module")
+def oblong(tmp_path_factory):
+    """A non-square grayscale model (32 high, 48 wide) exported: its SavedModel and the Keras model."""
+    net = kr.build_resnet(stage_repeats=(1, 1, 1, 1), block_type="basic", width=4, num_classes=3,
+                          input_shape=(32, 48, 1), preprocessing={"mean": [100.0], "std": [50.0]}, name="oblong")
+    randomize_batchnorm(net, np.random.default_rng(2))
+    folder = export.export_saved_model(net, str(tmp_path_factory.mktemp("oblong")), max_pixels=10_000)
+    return tf.saved_model.load(folder), net
+
+
+def test_non_square_model_resizes_to_height_and_width(oblong, rng):
+    """Images of a third size, taller and wider, reach the model as 32 high x 48 wide (not 48 x 32)."""
+    loaded, net = oblong
+    for height, width in ((40, 60), (60, 40)):
+        batch = rng.integers(0, 256, (2, height, width, 1)).astype("uint8")
+        expected = net.predict(np.asarray(images_lib.resize_images(batch, (32, 48))), verbose=0)
+        out = loaded.signatures["serve_uint8"](images=tf.constant(batch))["probabilities"].numpy()
+        np.testing.assert_allclose(out, expected, atol=1e-5)
+        encoded = [tf.io.encode_png(image).numpy() for image in batch]
+        decoded = np.stack([images_lib.decode_and_resize(e, (32, 48), 1).numpy() for e in encoded])
+        out = loaded.signatures[export.BYTES_SIGNATURE](image_bytes=tf.constant(encoded))["probabilities"].numpy()
+        np.testing.assert_allclose(out, net.predict(decoded.astype("float32"), verbose=0), atol=1e-5)
+
+
+def test_grayscale_model_serves_bmp_and_gif(oblong, rng):
+    """Colour BMP and GIF files (which TensorFlow's decoders refuse to read as one channel) are converted."""
+    import io
+
+    from PIL import Image
+
+    loaded, net = oblong
+    colour = rng.integers(0, 256, (20, 30, 3)).astype("uint8")
+    files = []
+    for fmt in ("BMP", "GIF"):
+        buffer = io.BytesIO()
+        Image.fromarray(colour).save(buffer, format=fmt)
+        files.append(buffer.getvalue())
+    out = loaded.signatures[export.BYTES_SIGNATURE](image_bytes=tf.constant(files))["probabilities"].numpy()
+    decoded = np.stack([images_lib.decode_and_resize(f, (32, 48), 1).numpy() for f in files]).astype("float32")
+    np.testing.assert_allclose(out, net.predict(decoded, verbose=0), atol=1e-5)
+    gray = images_lib.decode(files[0], 1).numpy()[..., 0].astype(float)
+    weights = [0.2989, 0.587, 0.114]  # tf.image.rgb_to_grayscale
+    np.testing.assert_allclose(gray, np.round(colour.astype(float) @ weights), atol=1)
+
+
+@pytest.mark.parametrize("batch, message", [
+    (np.zeros((1, 32, 48, 3), "float32"), "must have 1 channel"),
+    (np.zeros((1, 32, 48, 2), "float32"), "must have 1 channel"),
+    (np.zeros((0, 32, 48, 1), "float32"), "the batch is empty"),
+    (np.zeros((1, 0, 0, 1), "float32"), "has no pixels"),
+    (np.full((1, 32, 48, 1), np.nan, "float32"), "must be finite"),
+])
+def test_bad_image_requests_fail_clearly_and_the_model_keeps_serving(oblong, batch, message):
+    loaded, net = oblong
+    signature = loaded.signatures["serving_default"]
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        signature(images=tf.constant(batch))
+    good = np.full((1, 32, 48, 1), 128.0, "float32")
+    np.testing.assert_allclose(signature(images=tf.constant(good))["probabilities"].numpy(),
+                               net.predict(good, verbose=0), atol=1e-5)
+
+
+def test_decompression_bombs_are_refused_before_decoding(oblong):
+    """A PNG whose header claims more pixels than the export's max_pixels (10,000 here) fails that
+    request without its pixels being decoded; the same model serves small images."""
+    loaded, _ = oblong
+    big = tf.io.encode_png(np.zeros((200, 200, 1), "uint8")).numpy()  # 40,000 pixels
+    signature = loaded.signatures[export.BYTES_SIGNATURE]
+    with pytest.raises(tf.errors.InvalidArgumentError, match="pixel limit \\(max_pixels=10000\\)"):
+        signature(image_bytes=tf.constant([big]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="the batch is empty"):
+        signature(image_bytes=tf.constant([], tf.string))
+    small = tf.io.encode_png(np.zeros((50, 60, 1), "uint8")).numpy()
+    assert signature(image_bytes=tf.constant([small]))["probabilities"].shape == (1, 3)
+
+
+def test_folding_uses_the_closed_form_with_epsilon():
+    """kernel' = kernel * gamma / sqrt(var + eps), bias' = beta - mean * gamma / sqrt(var + eps), checked
+    on a channel with variance 0 and a large epsilon, where leaving epsilon out is off by far more than
+    float rounding."""
+    inputs = keras.Input((4, 4, 2))
+    x = keras.layers.Conv2D(3, 3, padding="same", use_bias=False, name="c")(inputs)
+    x = keras.layers.BatchNormalization(epsilon=0.5, name="b")(x)
+    model = keras.Model(inputs, keras.layers.Flatten()(x))
+    kernel = np.arange(54, dtype="float32").reshape(3, 3, 2, 3) / 50
+    gamma, beta = np.array([1.0, 2.0, 0.5], "float32"), np.array([0.1, -0.2, 0.3], "float32")
+    mean, var = np.array([0.5, -1.0, 2.0], "float32"), np.array([0.0, 1e-4, 4.0], "float32")
+    model.get_layer("c").set_weights([kernel])
+    model.get_layer("b").set_weights([gamma, beta, mean, var])
+    folded = export.fold_batchnorm_into_convs(model)
+    new_kernel, new_bias = folded.get_layer("c").get_weights()
+    scale = gamma / np.sqrt(var + 0.5)
+    np.testing.assert_allclose(new_kernel, kernel * scale, rtol=1e-6)
+    np.testing.assert_allclose(new_bias, beta - mean * scale, rtol=1e-6)
+    x = np.random.default_rng(0).normal(size=(2, 4, 4, 2)).astype("float32")
+    np.testing.assert_allclose(folded(x), model(x, training=False), rtol=1e-5, atol=1e-6)

@@ -105,6 +105,56 @@ def test_zero_init_residual_weight_decay_and_bn_settings():
     np.testing.assert_allclose(float(sum(model.losses)), expected, rtol=1e-5)
 
 
+def test_zero_init_zeroes_exactly_the_last_gamma_of_each_residual_branch():
+    """Goyal et al.: the branch's *last* BN gamma starts at 0 (a zero first gamma would also zero the
+    branch, but the block would then not start as the identity of its input's statistics)."""
+    for model, last in ((tiny(zero_init_residual=True), "bn2"),
+                        (tiny(zero_init_residual=True, block_type="bottleneck"), "bn3")):
+        for layer in model.layers:
+            if not isinstance(layer, keras.layers.BatchNormalization):
+                continue
+            gamma = np.asarray(layer.gamma)
+            in_branch = "_block" in layer.name and "shortcut" not in layer.name
+            expected = 0.0 if in_branch and layer.name.endswith(last) else 1.0
+            assert np.all(gamma == expected), layer.name
+    assert all(np.all(np.asarray(l.gamma) == 1) for l in tiny().layers if isinstance(l, keras.layers.BatchNormalization))
+
+
+def test_bottleneck_expansion_sets_the_output_channels():
+    """A block outputs filters * expansion channels (the paper's 4, or any other), also through a ResNet."""
+    from keras_resnet import bottleneck_block
+
+    for expansion in (2, 4, 5):
+        inputs = keras.Input((8, 8, 6))
+        outputs = bottleneck_block(inputs, 3, stride=2, expansion=expansion, name="b")
+        block = keras.Model(inputs, outputs)
+        assert outputs.shape[-1] == 3 * expansion
+        assert block.get_layer("b_conv3").filters == 3 * expansion
+        assert block.get_layer("b_shortcut_conv").filters == 3 * expansion
+    model = ResNet(**{**NON_DEFAULT, "expansion": 3, "include_top": False})
+    assert [model.get_layer(f"stage{i}_out").output.shape[-1] for i in (2, 3)] == [4 * 3, 8 * 3]
+
+
+def test_defaults_without_top_take_any_size_as_keras_applications_does():
+    assert build_resnet(18, include_top=False).input_shape == (None, None, None, 3)
+    assert build_cifar_resnet(20, include_top=False).input_shape == (None, None, None, 3)
+    assert build_resnet(18).input_shape == (None, 224, 224, 3)
+    assert build_cifar_resnet(20).input_shape == (None, 32, 32, 3)
+
+
+def test_input_tensor_as_in_keras_applications(rng):
+    image = keras.Input((64, 48, 3), name="photo")
+    model = build_resnet(18, input_tensor=image, include_top=False, pooling="avg")
+    assert model.inputs[0] is image and model.input_shape == (None, 64, 48, 3)
+    scaled = keras.layers.Rescaling(2.0)(image)  # a tensor inside another graph: its source is the input
+    wrapped = build_resnet(18, input_tensor=scaled, include_top=False, pooling="avg")
+    assert wrapped.inputs[0] is image
+    wrapped.set_weights(model.get_weights())
+    x = rng.uniform(0, 1, (1, 64, 48, 3)).astype("float32")
+    np.testing.assert_allclose(wrapped.predict(x, verbose=0), model.predict(2 * x, verbose=0), rtol=1e-5, atol=1e-6)
+    assert wrapped.get_config()["input_shape"] == [64, 48, 3]
+
+
 def test_preprocessing_layer_normalises_raw_pixels():
     model = tiny(preprocessing={"mean": [100.0, 110.0, 120.0], "std": [50.0, 60.0, 70.0]})
     layer = model.get_layer("preprocessing")
@@ -171,6 +221,19 @@ def test_keras_file_round_trip_with_safe_mode(tmp_path, rng):
         (lambda: build_resnet(18, pooling="sum"), "pooling='sum'"),
         (lambda: build_resnet(18, preprocessing="caffe2"), "preprocessing='caffe2'"),
         (lambda: build_resnet(50, stride_in="2x2"), "stride_in='2x2'"),
+        # Type errors name the argument too.
+        (lambda: build_resnet(18, input_shape=224), r"input_shape must be \(height, width, channels\). Received: "
+                                                     r"input_shape=224"),
+        (lambda: build_resnet(18, input_shape=(64, 64, 0)), r"positive integers.*input_shape=\(64, 64, 0\)"),
+        (lambda: build_resnet(18, input_shape=(64.0, 64, 3)), r"input_shape=\(64.0, 64, 3\)"),
+        (lambda: build_resnet(18, preprocessing={"mean": [1, 2, 3]}), r"'mean' and 'std'.*Received: preprocessing="),
+        (lambda: build_resnet(18, preprocessing={"mean": "a", "std": [1]}), r"Received: preprocessing="),
+        (lambda: build_resnet(18, weights=123), "weights must be None, 'imagenet' or the path of a weights file. "
+                                                "Received: weights=123"),
+        (lambda: build_resnet("50"), "depth='50'"),
+        (lambda: build_resnet(18, bn_momentum=1.5), "bn_momentum=1.5"),
+        (lambda: build_resnet(18, bn_epsilon=0), "bn_epsilon=0"),
+        (lambda: build_resnet(stage_repeats=("a",)), "stage_repeats"),
     ],
 )
 def test_bad_arguments_raise_value_error_naming_them(build, match):

@@ -1,70 +1,34 @@
-import csv
 import json
 import os
-import re
-import signal
 import socket
 import subprocess
 import sys
-import time
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import TINY_ARGS, no_traceback, script
 
 import keras_resnet  # noqa: F401  (registers the model classes for loading)
-from keras_resnet import training
+from keras_resnet import callbacks, config, distribute, registry, runs, training
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TRAIN = os.path.join(ROOT, "scripts", "train.py")
-TINY = {"depth": 8, "width": 4}
+TINY = {"width": 4}
 
 
 def tiny_config(tmp_path, **overrides):
-    values = dict(model="resnet20", model_kwargs=TINY, epochs=2, batch_size=64, quiet=True,
+    values = dict(model="resnet8", model_kwargs=TINY, epochs=2, batch_size=64, quiet=True,
                   run_dir=str(tmp_path / "run"), export_dir=str(tmp_path / "exports"), backup_every_steps=5)
     values.update(overrides)
-    return training.resolve_config(values)
+    return config.resolve_config(values)
 
 
 def read_history(run_dir):
-    with open(os.path.join(run_dir, "history.csv")) as f:
-        return list(csv.DictReader(f))
+    return callbacks.read_history(os.path.join(run_dir, "history.csv"))
 
 
-def run_script(args, cwd=None, env=None, timeout=300):
-    return subprocess.run([sys.executable, TRAIN, *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})})
-
-
-# --- configuration -------------------------------------------------------------------------
-
-
-def test_config_precedence_recipe_then_dataset_then_overrides():
-    default = training.resolve_config({})
-    assert (default.model, default.dataset, default.epochs, default.batch_size) == ("resnet20", "digits", 30, 64)
-    cifar = training.resolve_config({"dataset": "tfds:cifar10"})
-    assert (cifar.epochs, cifar.batch_size, cifar.lr_boundaries, cifar.weight_decay) == (182, 128, [0.5, 0.75], 1e-4)
-    imagenet = training.resolve_config({"dataset": "tfds:imagenet2012", "recipe": "imagenet", "epochs": 3})
-    assert (imagenet.base_batch_size, imagenet.warmup_epochs, imagenet.epochs) == (256, 5.0, 3)
-
-
-@pytest.mark.parametrize(
-    "overrides, match",
-    [
-        ({"epochs": -1}, "epochs=-1"),
-        ({"batch_size": 0}, "batch_size=0"),
-        ({"recipe": "mnist"}, "recipe='mnist'"),
-        ({"optimizer": "rmsprop"}, "optimizer='rmsprop'"),
-        ({"model": "resnet21"}, "Unknown model name 'resnet21'"),
-        ({"batch": 3}, r"Unknown config keys \['batch'\]"),
-        ({"precision": "float8"}, "precision='float8'"),
-    ],
-)
-def test_bad_config_values_are_named(overrides, match):
-    with pytest.raises(ValueError, match=match):
-        training.resolve_config(overrides)
+# --- the learning-rate schedule ------------------------------------------------------------------
 
 
 def test_schedule_warmup_steps_and_cosine():
@@ -75,28 +39,42 @@ def test_schedule_warmup_steps_and_cosine():
     np.testing.assert_allclose([float(cosine(s)) for s in (0, 50, 100)], [1.0, 0.5, 0.0], atol=1e-6)
 
 
+def test_config_boundaries_become_steps_of_the_whole_run():
+    """Fractions of training -> steps: 0.3 and 0.9 of 20 epochs x 10 steps are steps 60 and 180; the
+    warm-up of 1.5 epochs is 15 steps; the peak scales with batch 256 / base 128."""
+    cfg = config.resolve_config({"epochs": 20, "batch_size": 256, "lr_boundaries": [0.3, 0.9], "warmup_epochs": 1.5,
+                                 "lr_decay": 0.5})
+    schedule = training.make_schedule(cfg, steps_per_epoch=10)
+    assert (schedule.boundaries, schedule.warmup_steps, schedule.total_steps) == ([60, 180], 15, 200)
+    assert schedule.peak == pytest.approx(0.2)
+    rates = {s: float(schedule(s)) for s in (14, 59, 60, 179, 180)}
+    assert rates == pytest.approx({14: 0.2, 59: 0.2, 60: 0.1, 179: 0.1, 180: 0.05})
+
+
 def test_learning_rate_scales_with_global_batch():
-    config = training.resolve_config({"batch_size": 256})  # digits, cifar recipe: 0.1 at batch 128
-    optimizer = training.make_optimizer(config, steps_per_epoch=10)
+    cfg = config.resolve_config({"batch_size": 256})  # digits, cifar recipe: 0.1 at batch 128
+    optimizer = training.make_optimizer(cfg, steps_per_epoch=10)
     assert float(optimizer.learning_rate) == pytest.approx(0.2)
-    assert isinstance(training.make_optimizer(training.resolve_config({"optimizer": "adamw"}), 10), keras.optimizers.AdamW)
+    assert isinstance(training.make_optimizer(config.resolve_config({"optimizer": "adamw"}), 10), keras.optimizers.AdamW)
 
 
-# --- a whole run ---------------------------------------------------------------------------
+# --- a whole run ---------------------------------------------------------------------------------
 
 
 def test_run_writes_everything_and_exports(tmp_path):
     metrics = training.train(tiny_config(tmp_path))
     run = tmp_path / "run"
-    assert sorted(os.listdir(run)) == ["best.json", "best.keras", "config.json", "curves.png", "final.keras",
-                                       "history.csv", "labels.txt", "logs", "metrics.json"]  # backup/ removed at the end
-    assert [int(r["epoch"]) for r in read_history(run)] == [1, 2]
+    assert sorted(os.listdir(run)) == [".lock", "best.json", "best.keras", "config.json", "curves.png", "final.keras",
+                                       "history.csv", "labels.txt", "logs", "metrics.json",
+                                       "state.json"]  # backup/ removed once metrics.json is written
+    assert [r["epoch"] for r in read_history(run)] == [1, 2]
+    assert set(read_history(run)[0]) >= {"loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"}
     assert json.load(open(run / "config.json"))["model_kwargs"] == TINY
     saved = json.load(open(run / "metrics.json"))
     assert saved == json.loads(json.dumps(metrics))
     for key in ("test_accuracy", "test_top5_accuracy", "params", "macs", "wall_time_s", "train_images_per_sec"):
         assert saved[key] > 0
-    assert saved["export"] == str(tmp_path / "exports" / "resnet20" / "1")
+    assert saved["export"] == str(tmp_path / "exports" / "resnet8-digits" / "1")  # named by the task
     assert os.path.exists(os.path.join(saved["export"], "saved_model.pb"))
     assert open(os.path.join(saved["export"], "labels.txt")).read().split() == [str(i) for i in range(10)]
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
@@ -108,6 +86,40 @@ def test_run_writes_everything_and_exports(tmp_path):
     best = keras.saving.load_model(run / "best.keras", safe_mode=True)
     assert best.get_layer("preprocessing") is not None  # raw 0-255 pixels in
     assert os.listdir(run / "logs")
+
+
+def test_best_checkpoint_is_untouched_by_a_worse_epoch_and_survives_a_resume(tmp_path):
+    """best.keras changes only for an epoch better than the best so far (finite loss), and a resumed
+    run reads the best value back from best.json."""
+    run = runs.Run(str(tmp_path / "run"))
+    run.acquire()
+    model = registry.get_model("resnet8", width=4, input_shape=(8, 8, 1))
+    best = tmp_path / "run" / "best.keras"
+
+    def record(recorder, epoch, loss, accuracy):
+        for weight in model.trainable_weights:  # another model each epoch: a save would change the file
+            weight.assign(weight + 0.01)
+        recorder._update_best(epoch, {"loss": loss, "val_accuracy": accuracy})
+
+    recorder = callbacks.RunRecorder(run)
+    recorder.set_model(model)
+    record(recorder, 1, 0.4, 0.6)
+    saved = best.read_bytes()
+    record(recorder, 2, 0.3, 0.55)  # worse
+    record(recorder, 3, float("nan"), 0.9)  # diverged: never the best
+    record(recorder, 4, 0.2, 0.6)  # equal: not better
+    assert best.read_bytes() == saved
+    assert json.load(open(tmp_path / "run" / "best.json")) == {"epoch": 1, "val_accuracy": 0.6}
+    resumed = callbacks.RunRecorder(run)
+    resumed.set_model(model)
+    resumed.on_train_begin()
+    assert resumed.best == 0.6
+    record(resumed, 5, 0.1, 0.59)
+    assert best.read_bytes() == saved
+    record(resumed, 6, 0.1, 0.7)
+    assert best.read_bytes() != saved
+    assert json.load(open(tmp_path / "run" / "best.json")) == {"epoch": 6, "val_accuracy": 0.7}
+    run.release()
 
 
 def test_deterministic_runs_with_one_seed_are_identical(tmp_path):
@@ -137,133 +149,27 @@ def test_mirrored_matches_one_device_for_the_same_global_batch(tmp_path):
     two = training.train(tiny_config(tmp_path, run_dir=str(tmp_path / "two"), strategy="mirrored", **kwargs))
     assert (one["replicas"], two["replicas"]) == (1, 2)
     for a, b in zip(read_history(tmp_path / "one"), read_history(tmp_path / "two")):
-        np.testing.assert_allclose(float(a["loss"]), float(b["loss"]), rtol=1e-4)
-        np.testing.assert_allclose(float(a["val_loss"]), float(b["val_loss"]), rtol=1e-3)
+        np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-4)
+        np.testing.assert_allclose(a["val_loss"], b["val_loss"], rtol=1e-3)
     weights = [keras.saving.load_model(tmp_path / run / "final.keras", safe_mode=True).trainable_weights
                for run in ("one", "two")]
     for a, b in zip(*weights):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-3, atol=1e-4)
 
 
+def test_multiworker_metrics_are_averaged_over_replicas():
+    """The reduction the Keras fix uses for logged metrics: the mean of the replicas' values (1 and 3 -> 2),
+    not their sum (4) or the first replica's (1)."""
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    values = strategy.run(lambda: {"loss": tf.cast(tf.distribute.get_replica_context().replica_id_in_sync_group,
+                                                   tf.float32) * 2.0 + 1.0})
+    assert float(distribute.mean_over_replicas(values, strategy)["loss"]) == 2.0
+
+
 def test_batch_not_divisible_by_replicas_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="divisible by the 2 replicas. Received: batch_size=63"):
         training.train(tiny_config(tmp_path, strategy="mirrored", batch_size=63))
-
-
-def test_config_of_unfinished_run_must_match_to_resume(tmp_path):
-    training.prepare_run_dir(str(tmp_path / "run"), tiny_config(tmp_path))
-    with pytest.raises(ValueError, match="different config \\(epochs\\)"):
-        training.prepare_run_dir(str(tmp_path / "run"), tiny_config(tmp_path, epochs=5))
-
-
-# --- through the script --------------------------------------------------------------------
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_sigkill_during_epoch_2_then_rerun_resumes(tmp_path):
-    args = ["--model-arg", "depth=8", "--model-arg", "width=4", "--epochs", "4", "--batch-size", "32",
-            "--backup-every-steps", "5", "--run-dir", str(tmp_path / "run"), "--export-dir", str(tmp_path / "ex"),
-            "--quiet"]
-    process = subprocess.Popen([sys.executable, TRAIN, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    history = tmp_path / "run" / "history.csv"
-    deadline = time.time() + 240
-    while not (history.exists() and len(read_history(tmp_path / "run")) >= 1):
-        assert process.poll() is None and time.time() < deadline, "training ended before epoch 2"
-        time.sleep(0.05)
-    time.sleep(0.2)  # epoch 2 is under way (a tiny-model epoch takes about 0.3 s)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    before = read_history(tmp_path / "run")
-    assert (tmp_path / "run" / "backup").exists() and (tmp_path / "run" / "best.keras").exists()
-    assert not (tmp_path / "run" / "metrics.json").exists()
-
-    result = run_script(args)
-    assert result.returncode == 0, result.stderr[-3000:]
-    match = re.search(r"Resuming from the backup: (\d) epoch\(s\) done, continuing at epoch (\d)\.", result.stdout)
-    assert match, result.stdout[-2000:]
-    done = int(match.group(1))
-    assert 1 <= done <= len(before) and int(match.group(2)) == done + 1
-    rows = read_history(tmp_path / "run")
-    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
-    assert rows[:done] == before[:done]  # completed epochs are not redone or lost
-    metrics = json.load(open(tmp_path / "run" / "metrics.json"))
-    assert metrics["epochs_this_run"] == 4 - done
-    final = keras.saving.load_model(tmp_path / "run" / "final.keras", safe_mode=True)
-    assert int(final.optimizer.iterations) >= 4 * 39  # optimizer state came back with the weights
-    keras.saving.load_model(tmp_path / "run" / "best.keras", safe_mode=True)
-
-
-def test_diverging_run_stops_clearly_and_keeps_best_checkpoint(tmp_path):
-    # Epoch 1 at lr 0.01 gives a best checkpoint; epoch 2 runs at lr 0.01 * 1e8 = 1e6.
-    args = ["--model-arg", "depth=8", "--model-arg", "width=4", "--epochs", "2", "--learning-rate", "0.01",
-            "--lr-boundaries", "0.5", "--lr-decay", "1e8", "--run-dir", str(tmp_path / "run"), "--no-export",
-            "--quiet"]
-    result = run_script(args)
-    assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
-    assert "error: Training diverged: the loss became nan in epoch 2" in result.stderr
-    assert "best checkpoint" in result.stderr and "is intact" in result.stderr
-    assert "Traceback" not in result.stderr
-    assert json.load(open(tmp_path / "run" / "best.json"))["epoch"] == 1
-    best = keras.saving.load_model(tmp_path / "run" / "best.keras", safe_mode=True)
-    assert all(np.all(np.isfinite(w)) for w in best.get_weights())
-
-
-@pytest.mark.parametrize(
-    "args, match",
-    [
-        (["--model", "resnet21"], "Unknown model name 'resnet21'"),
-        (["--dataset", "mnist"], "Unknown dataset 'mnist'"),
-        (["--dataset", "tfds:cifar10", "--data-dir", "{tmp}"], "tfds:cifar10 is not prepared"),
-        (["--dataset", "folder:{tmp}"], "at least two class sub-folders"),
-        (["--epochs", "-3"], "epochs=-3"),
-        (["--strategy", "mirrored", "--cpu-devices", "2", "--batch-size", "33"], "divisible by the 2 replicas"),
-    ],
-)
-def test_bad_input_exits_non_zero_with_a_clear_message(tmp_path, args, match):
-    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
-    result = run_script([*args, "--run-dir", str(tmp_path / "run"), "--quiet"], timeout=120)
-    assert result.returncode == 2
-    assert match in result.stderr and "Traceback" not in result.stderr
-
-
-
-
-def test_two_workers_on_loopback_train_one_model(tmp_path):
-    ports = [_free_port(), _free_port()]
-    cluster = {"worker": [f"localhost:{p}" for p in ports]}
-    processes = []
-    for index in range(2):
-        env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
-        args = ["--strategy", "multiworker", "--model-arg", "depth=8", "--model-arg", "width=4",
-                "--model-arg", "bn_synchronized=true", "--epochs", "2",
-                "--batch-size", "64", "--run-dir", str(tmp_path / "run"), "--export-dir", str(tmp_path / "ex"),
-                "--quiet"]
-        processes.append(subprocess.Popen([sys.executable, TRAIN, *args], env=env, stdout=subprocess.PIPE,
-                                          stderr=subprocess.STDOUT, text=True))
-    outputs = [p.communicate(timeout=400)[0] for p in processes]
-    assert [p.returncode for p in processes] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
-    chief = keras.saving.load_model(tmp_path / "run" / "final.keras", safe_mode=True)
-    worker = keras.saving.load_model(tmp_path / "run" / "worker-1" / "final.keras", safe_mode=True)
-    # All weights agree, BN moving statistics too: with synchronized BN every worker sees
-    # the statistics of the global batch.
-    for a, b in zip(chief.weights, worker.weights):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6, err_msg=a.path)
-    assert json.load(open(tmp_path / "run" / "metrics.json"))["replicas"] == 2
-    assert os.listdir(tmp_path / "ex" / "resnet20") == ["1"]  # only the chief exports
-
-
-@pytest.mark.slow
-def test_default_command_trains_resnet20_on_digits(tmp_path):
-    result = run_script([], cwd=tmp_path, timeout=900)
-    assert result.returncode == 0, result.stderr[-3000:]
-    metrics = json.load(open(tmp_path / "runs" / "resnet20-digits" / "metrics.json"))
-    assert metrics["test_accuracy"] > 0.95
-    assert os.path.exists(tmp_path / "saved_models" / "resnet20" / "1" / "saved_model.pb")
+    assert not os.path.exists(tmp_path / "run")
 
 
 def test_mixed_precision_keeps_softmax_in_float32_and_xla_compiles(tmp_path):
@@ -276,3 +182,87 @@ def test_mixed_precision_keeps_softmax_in_float32_and_xla_compiles(tmp_path):
         assert model.output.dtype == "float32" and np.isfinite(metrics["test_loss"])
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+# --- through the script ----------------------------------------------------------------------------
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_diverging_run_stops_clearly_and_keeps_best_checkpoint(tmp_path):
+    # Epoch 1 at lr 0.01 gives a best checkpoint; epoch 2 runs at lr 0.01 * 1e8 = 1e6.
+    result = script("train.py", *TINY_ARGS, "--epochs", 2, "--learning-rate", 0.01, "--lr-boundaries", 0.5,
+                    "--lr-decay", 1e8, "--run-dir", tmp_path / "run", "--no-export", "--quiet")
+    line = no_traceback(result, code=1)
+    assert line.startswith("error: Training diverged: the loss became nan in epoch 2")
+    assert "best checkpoint" in line and "is intact" in line
+    assert json.load(open(tmp_path / "run" / "best.json"))["epoch"] == 1
+    best = keras.saving.load_model(tmp_path / "run" / "best.keras", safe_mode=True)
+    assert all(np.all(np.isfinite(w)) for w in best.get_weights())
+    backup = json.load(open(tmp_path / "run" / "backup" / "state.json"))
+    assert backup["latest"]["epoch"] == 1  # the diverged epoch never replaced the last good backup
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (["--model", "resnet21"], "Unknown model name 'resnet21'"),
+        (["--dataset", "mnist"], "Unknown dataset 'mnist'"),
+        (["--dataset", "tfds:cifar1"], "Unknown TensorFlow Datasets name 'cifar1'. Did you mean tfds:cifar10"),
+        (["--dataset", "tfds:cifar10", "--data-dir", "{tmp}"], "tfds:cifar10 is not prepared"),
+        (["--dataset", "tfds:imagenet2012", "--data-dir", "{tmp}"], "--manual-dir FOLDER --download"),
+        (["--dataset", "folder:{tmp}"], "at least two class sub-folders"),
+        (["--epochs", "-3"], "Received: epochs=-3"),
+        (["--epochs", "x"], "argument --epochs: invalid integer value: 'x'"),
+        (["--model-arg", "foo=1"], "foo is not an argument of the resnet8 builder"),
+        (["--model-arg", "foo"], "--model-arg takes KEY=VALUE. Received: --model-arg 'foo'"),
+        (["--init-from", "{tmp}/w.h5"], "init_from="),
+        (["--init-from", "imagenet", "--transfer-mode", "partial", "--trainable-blocks", "-1"],
+         "trainable_blocks must be >= 0. Received: trainable_blocks=-1"),
+        (["--export-name", "../up"], "export_name must be a single folder name"),
+        (["--strategy", "mirrored", "--cpu-devices", "2", "--batch-size", "33"], "divisible by the 2 replicas"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line_naming_the_value(tmp_path, args, match):
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    model = [] if "--model" in args else TINY_ARGS
+    line = no_traceback(script("train.py", *model, *args, "--run-dir", tmp_path / "run", "--quiet", timeout=120))
+    assert match in line
+    assert "pass --download" not in line or "tfds:cifar10" in line  # advice only where it applies
+    assert not os.path.exists(tmp_path / "run")
+
+
+def test_two_workers_on_loopback_train_one_model(tmp_path):
+    ports = [_free_port(), _free_port()]
+    cluster = {"worker": [f"localhost:{p}" for p in ports]}
+    processes = []
+    for index in range(2):
+        env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
+        args = ["--strategy", "multiworker", *TINY_ARGS, "--model-arg", "bn_synchronized=true", "--epochs", "2",
+                "--batch-size", "64", "--run-dir", str(tmp_path / "run"), "--export-dir", str(tmp_path / "ex"),
+                "--quiet"]
+        processes.append(subprocess.Popen([sys.executable, os.path.join(ROOT, "scripts", "train.py"), *args], env=env,
+                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    outputs = [p.communicate(timeout=400)[0] for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+    chief = keras.saving.load_model(tmp_path / "run" / "final.keras", safe_mode=True)
+    worker = keras.saving.load_model(tmp_path / "run" / "worker-1" / "final.keras", safe_mode=True)
+    # All weights agree, BN moving statistics too: with synchronized BN every worker sees
+    # the statistics of the global batch.
+    for a, b in zip(chief.weights, worker.weights):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6, err_msg=a.path)
+    assert json.load(open(tmp_path / "run" / "metrics.json"))["replicas"] == 2
+    assert os.listdir(tmp_path / "ex" / "resnet8-digits") == ["1"]  # only the chief exports
+
+
+@pytest.mark.slow
+def test_default_command_trains_resnet20_on_digits(tmp_path):
+    result = script("train.py", cwd=tmp_path, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.load(open(tmp_path / "runs" / "resnet20-digits" / "metrics.json"))
+    assert metrics["test_accuracy"] > 0.95
+    assert os.path.exists(tmp_path / "saved_models" / "resnet20-digits" / "1" / "saved_model.pb")

@@ -68,8 +68,8 @@ def test_partial_from_stage4_then_bn_statistics_stay_frozen(pretrained, rng):
     assert bns and all(name.split("_")[0] in ("stage4", "stage5") for name in bns)
 
 
-def test_last_blocks_and_full_modes(pretrained, rng):
-    transfer.set_trainable(pretrained, "partial", last_blocks=1)
+def test_trainable_blocks_and_full_modes(pretrained, rng):
+    transfer.set_trainable(pretrained, "partial", trainable_blocks=1)
     before = snapshot(pretrained)
     one_step(pretrained, rng, 5)
     moved = changed(before, pretrained)
@@ -87,7 +87,7 @@ def test_last_blocks_and_full_modes(pretrained, rng):
          r"trainable_from must be one of \['stage1', 'stage2', 'stage3', 'stage4', 'stage5'\]. "
          r"Received: trainable_from='stage9'"),
         ({"mode": "partial"}, "exactly one of trainable_from"),
-        ({"mode": "partial", "last_blocks": 7}, "last_blocks=7"),
+        ({"mode": "partial", "trainable_blocks": 7}, "trainable_blocks=7"),
         ({"mode": "frozen"}, "mode='frozen'"),
         ({"mode": "head", "trainable_from": "stage4"}, "apply to mode='partial'"),
     ],
@@ -97,17 +97,32 @@ def test_bad_arguments_are_named(pretrained, kwargs, match):
         transfer.set_trainable(pretrained, **kwargs)
 
 
-def test_two_phase_fine_tune_continues_epochs(pretrained, rng):
+@pytest.mark.parametrize("labels", ["one-hot", "integers", "arrays"])
+def test_two_phase_fine_tune_continues_epochs(pretrained, rng, labels):
+    """Works with one-hot labels and with the usual Keras integer class labels (a dataset or arrays)."""
     model = transfer.replace_head(pretrained, 2)
     x = rng.uniform(0, 255, (16, SIZE, SIZE, 3)).astype("float32")
-    y = keras.utils.to_categorical(rng.integers(0, 2, 16), 2)
+    y = rng.integers(0, 2, 16)
     frozen = snapshot(model)
-    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
-    first, second = transfer.two_phase_fine_tune(model, data, head_epochs=1, fine_tune_epochs=2,
+    if labels == "one-hot":
+        train = tf.data.Dataset.from_tensor_slices((x, keras.utils.to_categorical(y, 2))).batch(8)
+    elif labels == "integers":
+        train = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+    else:
+        train = (x, y)
+    first, second = transfer.two_phase_fine_tune(model, train, head_epochs=1, fine_tune_epochs=2,
                                                  trainable_from="stage5", verbose=0)
     assert first.epoch == [0] and second.epoch == [1, 2]
+    assert np.isfinite(second.history["loss"]).all()
     moved = changed(frozen, model)
     assert "predictions" in moved and "stage5_block1_conv1" in moved and "stage4_block1_conv1" not in moved
+
+
+def test_set_trainable_refuses_a_model_without_stages():
+    inputs = keras.Input((8, 8, 3))
+    other = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(inputs)), name="other")
+    with pytest.raises(ValueError, match="model has no stage layers .* Received: model='other'"):
+        transfer.set_trainable(other, "head")
 
 
 # --- through the training configuration and the scripts ------------------------------------
@@ -116,10 +131,10 @@ import os  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 
-from keras_resnet import data, training  # noqa: E402
+from keras_resnet import config, data, training  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = {"depth": 8, "width": 4}
+TINY = {"width": 4}
 
 
 def test_digit_subsets_and_few_labels():
@@ -135,12 +150,12 @@ def test_digit_subsets_and_few_labels():
 
 
 def test_transfer_run_loads_the_pretrained_backbone_and_trains_only_the_head(tmp_path):
-    base = dict(model="resnet20", model_kwargs=TINY, epochs=1, batch_size=16, quiet=True, export=False)
-    pre = training.train(training.resolve_config({**base, "dataset": "digits:0-4", "run_dir": str(tmp_path / "pre")}))
+    base = dict(model="resnet8", model_kwargs=TINY, epochs=1, batch_size=16, quiet=True, export=False)
+    pre = training.train(config.resolve_config({**base, "dataset": "digits:0-4", "run_dir": str(tmp_path / "pre")}))
     pretrained = keras.saving.load_model(os.path.join(pre["run_dir"], "best.keras"), safe_mode=True)
-    config = training.resolve_config({**base, "dataset": "digits:5-9", "train_per_class": 8, "init_from": pre["run_dir"],
-                                      "transfer_mode": "head", "run_dir": str(tmp_path / "head")})
-    metrics = training.train(config)
+    cfg = config.resolve_config({**base, "dataset": "digits:5-9", "train_per_class": 8, "init_from": pre["run_dir"],
+                                 "transfer_mode": "head", "run_dir": str(tmp_path / "head")})
+    metrics = training.train(cfg)
     assert metrics["trainable_params"] == 16 * 5 + 5  # the new head only: 16 features x 5 classes
     tuned = keras.saving.load_model(os.path.join(metrics["run_dir"], "final.keras"), safe_mode=True)
     for layer in pretrained.layers:  # the backbone is the run's best.keras, bit for bit
@@ -148,14 +163,17 @@ def test_transfer_run_loads_the_pretrained_backbone_and_trains_only_the_head(tmp
             for a, b in zip(layer.weights, tuned.get_layer(layer.name).weights):
                 np.testing.assert_array_equal(a.numpy(), b.numpy())
     with pytest.raises(ValueError, match="transfer_mode needs init_from"):
-        training.resolve_config({"transfer_mode": "head"})
+        config.resolve_config({"transfer_mode": "head"})
 
 
 def test_transfer_demo_script_writes_table_and_plot(tmp_path):
-    done = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "transfer_demo.py"), "--model-arg", "depth=8",
-                           "--model-arg", "width=4", "--pretrain-epochs", "1", "--epochs", "1", "--per-class", "5", "--seeds", "0",
-                           "--out-dir", str(tmp_path / "demo")], capture_output=True, text=True, timeout=600)
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "transfer_demo.py"), "--model", "resnet8",
+                           "--model-arg", "width=4", "--pretrain-epochs", "1", "--epochs", "1", "--per-class", "5",
+                           "--seeds", "0", "--out-dir", str(tmp_path / "demo")], capture_output=True, text=True,
+                          timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
+    # Progress: a line per epoch of each of the 5 runs, numbered.
+    assert "[1/5] pretrain epoch 1/1:" in done.stderr and "[5/5] head-seed0 epoch 1/1:" in done.stderr
     table = (tmp_path / "demo" / "results.md").read_text().splitlines()
     assert [line.split("|")[1].strip() for line in table[2:]] == ["scratch", "full", "partial", "head"]
     assert (tmp_path / "demo" / "accuracy.png").stat().st_size > 5000

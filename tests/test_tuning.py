@@ -6,12 +6,13 @@ import subprocess
 import sys
 
 import pytest
+from conftest import no_traceback
 
 from keras_resnet import tuning
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TUNE = os.path.join(ROOT, "scripts", "tune.py")
-TINY = ["--model-arg", "width=4", "--space", 'model=["resnet20"]', "--space", "batch_size=[64,128]", "--quiet"]
+TINY = ["--model-arg", "width=4", "--space", 'model=["resnet8"]', "--space", "batch_size=[64,128]", "--quiet"]
 
 
 def tune(*args, env=None, timeout=600):
@@ -31,18 +32,19 @@ def test_random_search_writes_results_and_a_rerun_adds_no_trials(tmp_path):
     folder = tmp_path / "t" / "resnet-digits"
     trials = read_trials(folder)
     assert len(trials) == 2 and {t["status"] for t in trials} == {"COMPLETED"}
-    assert {t["model"] for t in trials} == {"resnet20"} and {t["batch_size"] for t in trials} <= {"64", "128"}
+    assert {t["model"] for t in trials} == {"resnet8"} and {t["batch_size"] for t in trials} <= {"64", "128"}
     assert float(trials[0]["score"]) >= float(trials[1]["score"])  # best first
     best = json.loads((folder / "best_hyperparameters.json").read_text())
-    assert best["model"] == "resnet20" and set(best) == set(tuning.DEFAULT_SPACE)
+    assert best["model"] == "resnet8" and set(best) == set(tuning.DEFAULT_SPACE)
     assert (folder / "trials.md").read_text().startswith("| trial | status | score |")
-    assert os.path.exists(tmp_path / "sm" / "resnet20" / "1" / "saved_model.pb")
-    assert "2 trials (2 new)" in first.stdout
+    assert os.listdir(tmp_path / "sm" / "resnet8-digits") == ["1"]
+    assert "2 trials (2 new, 2 completed)" in first.stdout
 
     again = tune(*args)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert len(read_trials(folder)) == 2 and "2 trials (0 new)" in again.stdout
+    assert len(read_trials(folder)) == 2 and "2 trials (0 new, 2 completed)" in again.stdout
     assert "tuner0 ran 0 trial(s)" in again.stdout
+    assert os.listdir(tmp_path / "sm" / "resnet8-digits") == ["1"]  # the same best model: no new version
 
 
 @pytest.mark.parametrize(
@@ -62,10 +64,30 @@ def test_invalid_search_spaces_are_named(space, match):
         tuning.validate_space(space)
 
 
-def test_invalid_space_fails_before_any_trial(tmp_path):
-    done = tune("--space", 'learning_rate={"min":0.5,"max":0.1}', "--directory", tmp_path / "t")
-    assert done.returncode == 2 and "learning_rate range" in done.stderr and "Traceback" not in done.stderr
+@pytest.mark.parametrize("args, match", [
+    (["--space", 'learning_rate={"min":0.5,"max":0.1}'], "learning_rate range"),
+    (["--objective", "val_acuracy"], "objective must be one of the metrics the models report: loss, accuracy, "
+                                     "top5_accuracy, val_loss, val_accuracy, val_top5_accuracy. "
+                                     "Received: objective='val_acuracy'"),
+    (["--space", "batch_size=[64,2048]"], "batch_size choices must not exceed the 1257 training images"),
+    (["--cpu-devices", "0"], "cpu_devices must be a positive integer. Received: cpu_devices=0"),
+    (["--epochs", "0"], "epochs must be a positive integer. Received: epochs=0"),
+    (["--max-trials", "0"], "max_trials must be a positive integer. Received: max_trials=0"),
+    (["--project-name", "../x"], "project_name must be a single folder name"),
+])
+def test_bad_settings_fail_before_any_trial(tmp_path, args, match):
+    done = tune(*args, "--directory", tmp_path / "t")
+    assert match in no_traceback(done)
     assert not os.path.exists(tmp_path / "t")
+
+
+def test_a_search_whose_trials_all_diverge_exits_1_and_exports_nothing(tmp_path):
+    done = tune("--max-trials", 2, "--epochs", 1, "--directory", tmp_path / "t", "--export-dir", tmp_path / "sm",
+                *TINY, "--space", "learning_rate=1e9", "--space", "optimizer=sgd")
+    assert "all 2 trials failed or diverged" in no_traceback(done, code=1)
+    assert "2 trials (2 new, 0 completed); best hyperparameters: none" in done.stdout
+    assert not os.path.exists(tmp_path / "sm")
+    assert {t["status"] for t in read_trials(tmp_path / "t" / "resnet-digits")} <= {"FAILED", "INVALID"}
 
 
 def free_port():

@@ -1,0 +1,292 @@
+"""The README, run as a user follows it: every command (fenced `bash` blocks and inline `python scripts/...`
+and `make ...` spans) and every fenced Python snippet, in the README's order, in one fresh folder.
+
+Each command is in PLAN, which says how it runs here: as written, or with tiny settings appended (fewer
+epochs, a smaller model: the README says so in "The two commands"), or, where it needs what this machine
+cannot have (a prepared TFDS dataset, the internet), that it fails at once with the promised message. A
+command or snippet added to the README without a PLAN entry fails `test_every_readme_command_has_a_plan`,
+so the README cannot drift from the code. Commands run in this process (the scripts' `main(argv)`, argv as
+the shell splits it) to keep the suite fast; those that need another process (an environment variable, op
+determinism, `make`) run as subprocesses.
+"""
+
+import contextlib
+import importlib.util
+import io
+import os
+import re
+import shlex
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+from conftest import ROOT
+
+from keras_resnet import cli, data, network
+
+README = open(os.path.join(ROOT, "README.md")).read()
+TINY = "--model-arg width=4"
+
+# README command (whitespace-normalised, comments removed) -> how it runs here.
+#   ("run", extra): run it with `extra` appended;   ("subprocess", extra): the same, in its own process;
+#   ("make", extra): `make -n` shows the target runs scripts/train.py with the README's ARGS; then that
+#                    command runs with `extra` appended;
+#   ("fails", text): must exit 2 at once with `text` in its one-line error;
+#   ("elsewhere", where): run by another test;       ("not here", why): needs a server this machine lacks.
+PLAN = {
+    "make train": ("make", "--epochs 2"),
+    "make test": ("elsewhere", "this suite is `make test`; CI runs it from a clean clone"),
+    "make test-all": ("elsewhere", "make test plus the tests marked slow"),
+    "saved_model_cli run": ("elsewhere", "test_export.py::test_saved_model_cli_run_on_the_image_signatures"),
+    'make train ARGS="--epochs 60 --model plain20"': ("make", "--epochs 1"),
+    "python scripts/train.py": ("run", "--epochs 2"),
+    "python scripts/train.py --model plain56 --epochs 60 --seed 3 --deterministic": ("subprocess", "--epochs 1"),
+    "python scripts/train.py --model resnet110 --dataset tfds:cifar10 --data-dir ~/tensorflow_datasets "
+    "--warmup-epochs 1": ("fails", "Dataset tfds:cifar10 is not prepared"),
+    "python scripts/train.py --model resnet50 --dataset tfds:imagenet2012 --manual-dir ~/imagenet --recipe imagenet "
+    "--strategy mirrored --precision mixed_bfloat16 --jit-compile --label-smoothing 0.1":
+        ("fails", "Dataset tfds:imagenet2012 is not prepared"),
+    "python scripts/train.py --dataset folder:/data/flowers --image-size 64 --model-arg shortcut=B":
+        ("run", f"--epochs 1 --batch-size 4 {TINY}"),
+    "python scripts/train.py --config runs/resnet20-digits/config.json --epochs 60 --run-dir runs/resnet20-longer":
+        ("run", "--epochs 3"),
+    "python scripts/train.py --help": ("run", ""),
+    "python scripts/train.py --strategy multiworker --run-dir /shared/run1":
+        ("elsewhere", "test_training.py::test_two_workers_on_loopback_train_one_model"),
+    "python scripts/summary.py resnet50": ("run", ""),
+    "python scripts/summary.py NAME": ("not here", "a placeholder"),
+    "python scripts/train.py --dataset digits:0-4": ("run", "--epochs 2"),
+    "python scripts/transfer.py --init-from runs/resnet20-digits-0-4 --dataset digits:5-9 --train-per-class 5 "
+    "--transfer-mode partial --trainable-from stage4": ("run", "--epochs 2"),
+    "python scripts/transfer.py --init-from runs/resnet20-digits-0-4 --dataset digits:5-9 --transfer-mode partial "
+    "--trainable-blocks 2": ("run", "--epochs 1"),
+    "python scripts/transfer.py --init-from imagenet --model resnet50 --dataset folder:/data/flowers --image-size 224 "
+    "--transfer-mode head --head-hidden-units 256": ("fails", "init_from='imagenet': the ImageNet weights of ResNet-50 "
+                                                              "are not cached and the network is unreachable"),
+    "python scripts/transfer.py --init-from ...": ("not here", "a placeholder"),
+    "python scripts/transfer_demo.py": ("run", "--model resnet8 --model-arg width=4 --pretrain-epochs 1 --epochs 1 "
+                                               "--seeds 0"),
+    "python scripts/tune.py": ("run", "--max-trials 1 --epochs 1 --space model=resnet8 --model-arg width=4 "
+                                      "--quiet --directory runs/tuning-bare"),
+    "python scripts/tune.py --max-trials 10 --epochs 10": ("run", f"--max-trials 1 --epochs 1 {TINY} --quiet"),
+    "python scripts/tune.py --tuner bayesian --space 'model=[\"resnet20\",\"resnet56\"]' --space "
+    "'learning_rate={\"min\":0.01,\"max\":0.5}' --space optimizer=sgd": ("run", f"--max-trials 2 --epochs 1 {TINY} "
+                                                                                "--quiet"),
+    "python scripts/tune.py --tuner hyperband --epochs 27 --dataset tfds:cifar10 --strategy mirrored":
+        ("fails", "Dataset tfds:cifar10 is not prepared"),
+    "export KERASTUNER_ORACLE_IP=10.0.0.1 KERASTUNER_ORACLE_PORT=8000":
+        ("elsewhere", "test_tuning.py::test_chief_and_two_workers_split_one_search"),
+    "KERASTUNER_TUNER_ID=chief python scripts/tune.py --max-trials 20 &":
+        ("elsewhere", "test_tuning.py::test_chief_and_two_workers_split_one_search"),
+    "KERASTUNER_TUNER_ID=tuner0 python scripts/tune.py --max-trials 20 &":
+        ("elsewhere", "test_tuning.py::test_chief_and_two_workers_split_one_search"),
+    "KERASTUNER_TUNER_ID=tuner1 python scripts/tune.py --max-trials 20 &":
+        ("elsewhere", "test_tuning.py::test_chief_and_two_workers_split_one_search"),
+    "python scripts/degradation.py": ("run", f"--depths 8 20 --epochs 1 {TINY}"),
+    "python scripts/shortcuts.py": ("run", f"--model resnet8 --epochs 1 {TINY}"),
+    "python scripts/summary.py --all": ("run", "--models resnet18 resnet34"),
+    "python scripts/summary.py --baselines": ("run", "--models lenet5 resnet18"),
+    "python scripts/benchmark.py": ("run", "--model resnet20 --input-size 32 --batch-size 2 --warmup 1 --repeats 1"),
+    "python scripts/benchmark.py --compare keras-applications --json bench.json":
+        ("run", "--input-size 32 --batch-size 2 --warmup 1 --repeats 1"),
+    "python scripts/benchmark.py --all --rounds 3": ("run", "--rounds 1 --model resnet50 --input-size 32 "
+                                                            "--depth-input-size 32 --batch-size 2 --warmup 0 "
+                                                            "--repeats 1"),
+    "python scripts/benchmark.py --no-throughput --depth-scaling --jit-compile":
+        ("elsewhere", "test_benchmark.py (XLA compiles of ResNet-18..152 take minutes on a CPU)"),
+    "KERAS_BACKEND=jax python scripts/benchmark.py --precision mixed_bfloat16 --batch-size 256 --jit-compile":
+        ("subprocess", "--model resnet8 --input-size 8 --batch-size 4 --warmup 1 --repeats 1"),
+    "python scripts/export.py RUN_OR_KERAS": ("not here", "a placeholder"),
+    "python scripts/predict.py MODEL IMAGE...": ("not here", "a placeholder"),
+    "python scripts/export.py runs/resnet20-digits": ("run", ""),
+    "python scripts/export.py runs/resnet20-digits/final.keras --name digits-top3 --version 3 --overwrite --top-k 3":
+        ("run", ""),
+    "python scripts/export.py runs/resnet20-digits --fold-batchnorm --name resnet20-digits-folded": ("run", ""),
+    "python scripts/predict.py saved_models/resnet20-digits digit.png": ("run", ""),
+    "saved_model_cli show --dir saved_models/resnet20-digits/1 --all": ("subprocess", ""),
+    "docker run -p 8501:8501 -p 8500:8500 --mount type=bind,source=\"$PWD/saved_models/resnet20-digits\","
+    "target=/models/digits -e MODEL_NAME=digits -t tensorflow/serving": ("not here", "Docker is not installed"),
+    "curl -d '{\"instances\": [[[[0], [255]], [[128], [64]]]]}' http://localhost:8501/v1/models/digits:predict":
+        ("not here", "needs TF Serving"),
+    "curl -d \"{\\\"signature_name\\\": \\\"serve_image_bytes\\\", \\\"instances\\\": [{\\\"b64\\\": "
+    "\\\"$(base64 -w0 digit.png)\\\"}]}\" http://localhost:8501/v1/models/digits:predict":
+        ("not here", "needs TF Serving"),
+}
+
+
+def readme_commands(text=README):
+    """Commands of fenced bash blocks (continuations joined, comments dropped) and inline code spans."""
+    found = []
+    for block in re.findall(r"```bash\n(.*?)```", text, re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.split(" #")[0] if not line.lstrip().startswith("#") else ""
+            line = " ".join(line.split())
+            if line.startswith("TF_CONFIG="):
+                line = line[line.index("python scripts/"):]
+            if line:
+                found.append(line)
+    for span in re.findall(r"`((?:python scripts/|make |saved_model_cli )[^`]*)`", text):
+        found.append(" ".join(span.split()))
+    return list(dict.fromkeys(found))
+
+
+def readme_snippets(text=README):
+    """(line number, marker, code) of each fenced python block; marker is 'online' after <!-- online: ... -->."""
+    snippets = []
+    for match in re.finditer(r"(<!-- (\w+):[^>]*-->\n)?```python\n(.*?)```", text, re.S):
+        snippets.append((text[:match.start()].count("\n") + 1, match.group(2), match.group(3)))
+    return snippets
+
+
+def test_every_readme_command_has_a_plan():
+    commands = readme_commands()
+    missing = [c for c in commands if c not in PLAN]
+    assert not missing, f"README commands without a plan in tests/test_readme.py: {missing}"
+    stale = [c for c in PLAN if c not in commands]
+    assert not stale, f"plans for commands no longer in the README: {stale}"
+    assert len(readme_snippets()) >= 4
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """A fresh folder as a user has it: a flowers image folder, a digit image, an empty home, and
+    keras.applications' ResNet-50 weights file (random weights in its layout) for the offline snippet."""
+    import h5py
+    from keras.src.legacy.saving import legacy_h5_format
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("readme")
+    rng = np.random.default_rng(0)
+    for index, name in enumerate(("daisy", "rose", "tulip")):
+        os.makedirs(root / "flowers" / name)
+        for i in range(6):
+            colour = np.zeros((20, 24, 3), "uint8")
+            colour[..., index] = 200
+            Image.fromarray(colour + rng.integers(0, 40, colour.shape, dtype="uint8")).save(
+                root / "flowers" / name / f"{i}.png")
+    digit = data.digits_arrays()["test"][0][0][..., 0]
+    Image.fromarray(digit).save(root / "digit.png")
+    os.makedirs(root / "home")
+    app = keras.applications.ResNet50(weights=None, include_top=False, input_shape=(64, 64, 3))
+    with h5py.File(root / "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5", "w") as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, app)
+    keras.backend.clear_session()
+    previous = os.getcwd()
+    os.chdir(root)
+    yield root
+    os.chdir(previous)
+
+
+def _argv(command, extra, root):
+    words = shlex.split(command) + shlex.split(extra)
+    home = str(root / "home")
+    return [home + w[1:] if w.startswith("~") else w.replace("/data/flowers", str(root / "flowers")) for w in words]
+
+
+def _load(script):
+    spec = importlib.util.spec_from_file_location(f"readme_{script[:-3]}", os.path.join(ROOT, "scripts", script))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _in_process(argv):
+    """Run scripts/<argv[1]> main(argv[2:]) here; returns (exit code, stdout, stderr) as the shell would see."""
+    module = _load(os.path.basename(argv[1]))
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            module.main(argv[2:])
+        except SystemExit as stop:  # argparse: --help, or a flag of the wrong type
+            code = stop.code or 0
+        except Exception as error:
+            code = cli.exit_code(error)
+            if code is None:
+                raise
+            print(f"error: {cli.one_line(error)}", file=err)
+        finally:
+            keras.backend.clear_session()
+            keras.mixed_precision.set_global_policy("float32")
+    return code, out.getvalue(), err.getvalue()
+
+
+def _make_command(command):
+    """What `make` runs for a README make command (`make -n`, nothing executed): the script's argv."""
+    words = shlex.split(command)
+    shown = subprocess.run(["make", "-n", "--always-make", *words[1:]], cwd=ROOT, capture_output=True, text=True,
+                           timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    line = [row for row in shown.stdout.splitlines() if "scripts/train.py" in row][-1]
+    script = line.split()[0]
+    assert script.endswith("/bin/python"), line  # the virtual environment's python
+    return "python " + " ".join(line.split()[1:])
+
+
+def _subprocess(command, extra, root):
+    env = {**os.environ, "HOME": str(root / "home")}
+    words = _argv(command, extra, root)
+    while "=" in words[0] and not words[0].startswith("-"):
+        key, value = words.pop(0).split("=", 1)
+        env[key] = value
+    if words[0] == "python":
+        words = [sys.executable, os.path.join(ROOT, words[1]), *words[2:]]
+    elif words[0] == "saved_model_cli":
+        words[0] = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    result = subprocess.run(words, cwd=root, capture_output=True, text=True, timeout=600, env=env)
+    return result.returncode, result.stdout, result.stderr
+
+
+RUNNABLE = [c for c in readme_commands() if c in PLAN and PLAN[c][0] in ("run", "subprocess", "fails", "make")]
+
+
+@pytest.mark.parametrize("command", RUNNABLE, ids=[c[:70] for c in RUNNABLE])
+def test_readme_command(workspace, command, monkeypatch):
+    how, extra = PLAN[command]
+    monkeypatch.setenv("HOME", str(workspace / "home"))
+    monkeypatch.setattr(network, "online", lambda *a, **k: False)  # CI is offline: make it so everywhere
+    if how == "make":
+        command = _make_command(command)
+        assert command.startswith("python scripts/train.py"), command
+        how = "run"
+    if how == "subprocess":
+        code, out, err = _subprocess(command, extra, workspace)
+    else:
+        code, out, err = _in_process(_argv(command, "" if how == "fails" else extra, workspace))
+    if how == "fails":
+        assert code == 2 and extra in err and err.count("\n") == 1, err[-2000:]
+        return
+    assert code == 0, (out[-2000:], err[-3000:])
+    assert "Traceback" not in err
+
+
+def test_readme_commands_did_what_the_readme_says(workspace):
+    """A few claims of the README, checked on what its commands left behind."""
+    assert os.path.exists("saved_models/resnet20-digits/1/saved_model.pb")  # train.py's export name
+    assert os.path.exists("runs/resnet20-longer/metrics.json")
+    assert os.path.isdir("saved_models/digits-top3/3") and os.path.isdir("saved_models/resnet20-digits-folded/1")
+    assert os.path.exists("runs/resnet20-folder-data-flowers/metrics.json") or any(
+        name.startswith("resnet20-folder") for name in os.listdir("runs"))
+    assert os.path.exists("bench.json")
+
+
+SNIPPETS = readme_snippets()
+
+
+@pytest.mark.parametrize("line, marker, code", SNIPPETS, ids=[f"README.md:{s[0]}" for s in SNIPPETS])
+def test_readme_python_snippet(workspace, line, marker, code, monkeypatch):
+    monkeypatch.setenv("HOME", str(workspace / "home"))
+    monkeypatch.setenv("KERAS_HOME", str(workspace / "home" / ".keras"))
+    monkeypatch.setattr(network, "online", lambda *a, **k: False)
+    compiled = compile(code, f"README.md:{line}", "exec")
+    try:
+        if marker == "online":  # needs a download: offline it must fail at once and say what to fetch
+            with pytest.raises(FileNotFoundError, match="not cached and the network is unreachable. Download https"):
+                exec(compiled, {"__name__": "readme"})
+        else:
+            assert marker is None, f"unknown README marker {marker!r}"
+            exec(compiled, {"__name__": "readme"})
+    finally:
+        keras.backend.clear_session()
