@@ -8,6 +8,7 @@ hyperparameters. The search space is one dict: each entry is a list (a choice), 
 """
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -16,7 +17,7 @@ import keras
 import keras_tuner
 
 from keras_resnet import config as config_lib, data, registry, training
-from keras_resnet.files import write_json
+from keras_resnet.files import read_json, write_json
 
 # Augmentation strength -> (augment, flip) of data.make_pipeline.
 AUGMENTATION = {"none": ("none", False), "crop": ("cifar", False), "crop+flip": ("cifar", True)}
@@ -185,10 +186,48 @@ class ResNetHyperModel(keras_tuner.HyperModel):
         return history
 
 
+def search_settings(kind, space, base_config, objective, epochs):
+    """What defines a search (its trials are comparable only under the same settings)."""
+    return {"tuner": kind, "space": validate_space(space), "objective": objective, "epochs": epochs,
+            "dataset": base_config.dataset, "image_size": base_config.image_size,
+            "model_kwargs": base_config.model_kwargs, "seed": base_config.seed}
+
+
+def default_project_name(settings):
+    """<tuner>-<dataset>-<8 hex digits of the settings>: another search never resumes this one's trials."""
+    from keras_resnet.config import dataset_slug
+
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+    return f"{settings['tuner']}-{dataset_slug(settings['dataset'])}-{digest}"
+
+
+def claim_project(folder, settings):
+    """search.json in the project folder: written by the first run, compared by every later one, so a
+    rerun resumes only the same search (another tuner or space is refused, naming what differs)."""
+    path = os.path.join(folder, "search.json")
+    if os.path.exists(path):
+        previous = read_json(path, advice="delete the project folder or pass another --project-name")
+        changed = sorted(k for k in settings if json.dumps(previous.get(k), sort_keys=True)
+                         != json.dumps(settings[k], sort_keys=True))
+        if changed:
+            raise ValueError(f"{folder} holds another search ({', '.join(changed)} differ); rerun with the same "
+                             "settings to resume it, or pass another --project-name or --directory.")
+        return
+    os.makedirs(folder, exist_ok=True)
+    write_json(path, settings)
+
+
 def objectives(num_classes):
     """The names a trial's model reports: its metrics, and the same on the validation split."""
     names = training.metric_names(num_classes)
     return names + [f"val_{name}" for name in names]
+
+
+def check_objective(objective, num_classes):
+    reported = objectives(num_classes)
+    if objective not in reported:
+        raise ValueError(f"objective must be one of the metrics the models report: {', '.join(reported)}. "
+                         f"Received: objective={objective!r}")
 
 
 def make_tuner(kind, hypermodel, *, objective="val_accuracy", max_trials=10, epochs=10, directory="runs/tuning",
@@ -202,10 +241,7 @@ def make_tuner(kind, hypermodel, *, objective="val_accuracy", max_trials=10, epo
         raise ValueError(f"tuner must be one of {TUNERS}. Received: tuner={kind!r}")
     if isinstance(max_trials, bool) or not isinstance(max_trials, int) or max_trials < 1:
         raise ValueError(f"max_trials must be a positive integer. Received: max_trials={max_trials!r}")
-    reported = objectives(hypermodel.dataset.num_classes)
-    if objective not in reported:
-        raise ValueError(f"objective must be one of the metrics the models report: {', '.join(reported)}. "
-                         f"Received: objective={objective!r}")
+    check_objective(objective, hypermodel.dataset.num_classes)
     direction = "min" if "loss" in objective else "max"
     common = dict(hypermodel=hypermodel, objective=keras_tuner.Objective(objective, direction),
                   directory=directory, project_name=project_name, seed=seed, overwrite=False,

@@ -32,7 +32,8 @@ def build_parser():
                         help="epochs per trial (hyperband: the most per model; default: 10)")
     parser.add_argument("--directory", default=os.path.join("runs", "tuning"),
                         help="Keras Tuner directory (default: runs/tuning)")
-    parser.add_argument("--project-name", help="project folder inside --directory (default: resnet-<dataset>)")
+    parser.add_argument("--project-name", help="project folder inside --directory (default: "
+                                               "<tuner>-<dataset>-<hash of the search settings>)")
     config_lib.add_dataset_arguments(parser)
     parser.add_argument("--image-size", type=int, help="input size (default: the dataset's)")
     parser.add_argument("--objective", default="val_accuracy",
@@ -80,8 +81,10 @@ def main(argv=None):
     dataset = data.load_dataset(base.dataset, data_dir=base.data_dir, download=base.download,
                                 manual_dir=base.manual_dir, image_size=base.image_size, seed=base.seed)
     hypermodel = tuning.ResNetHyperModel(base, dataset, space)
-    project = check_folder_name(args.project_name or f"resnet-{config_lib.dataset_slug(args.dataset)}",
-                                "project_name")
+    settings = tuning.search_settings(args.tuner, space, base, args.objective, args.epochs)
+    tuning.check_objective(args.objective, dataset.num_classes)
+    project = check_folder_name(args.project_name or tuning.default_project_name(settings), "project_name")
+    tuning.claim_project(os.path.join(args.directory, project), settings)
     tuner = tuning.make_tuner(args.tuner, hypermodel, objective=args.objective, max_trials=args.max_trials,
                               epochs=args.epochs, directory=args.directory, project_name=project, seed=args.seed,
                               distribution_strategy=strategy)
@@ -100,6 +103,7 @@ def main(argv=None):
     folder = os.path.join(args.directory, project)
     rows, best = tuning.write_results(tuner, folder)
     print(open(os.path.join(folder, "trials.md")).read())
+    print(f"results in {folder}")
     completed = tuning.completed_trials(tuner)
     print(f"{len(rows)} trials ({len(rows) - len(done_before)} new, {len(completed)} completed); "
           f"best hyperparameters: {json.dumps(best) if completed else 'none'}")
@@ -111,7 +115,6 @@ def main(argv=None):
         path = export.export_saved_model(model, args.export_dir, name=config_lib.task_name(best["model"], args.dataset),
                                          class_names=dataset.class_names, source=folder)
         print(f"best model exported to {path}")
-    print(f"results in {folder}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 import csv
 import json
 import os
+import pathlib
 import socket
 import subprocess
 import sys
@@ -20,6 +21,12 @@ def tune(*args, env=None, timeout=600):
                           env={**os.environ, **(env or {})})
 
 
+def results_folder(done):
+    """The project folder a search reported ('results in ...')."""
+    text = done if isinstance(done, str) else done.stdout
+    return pathlib.Path(text.split("results in ")[-1].split()[0])
+
+
 def read_trials(folder):
     with open(os.path.join(folder, "trials.csv")) as f:
         return list(csv.DictReader(f))
@@ -29,7 +36,7 @@ def test_random_search_writes_results_and_a_rerun_adds_no_trials(tmp_path):
     args = ["--max-trials", 2, "--epochs", 1, "--directory", tmp_path / "t", "--export-dir", tmp_path / "sm", *TINY]
     first = tune(*args)
     assert first.returncode == 0, first.stderr[-3000:]
-    folder = tmp_path / "t" / "resnet-digits"
+    folder = results_folder(first)
     trials = read_trials(folder)
     assert len(trials) == 2 and {t["status"] for t in trials} == {"COMPLETED"}
     assert {t["model"] for t in trials} == {"resnet8"} and {t["batch_size"] for t in trials} <= {"64", "128"}
@@ -45,6 +52,12 @@ def test_random_search_writes_results_and_a_rerun_adds_no_trials(tmp_path):
     assert len(read_trials(folder)) == 2 and "2 trials (0 new, 2 completed)" in again.stdout
     assert "tuner0 ran 0 trial(s)" in again.stdout
     assert os.listdir(tmp_path / "sm" / "resnet8-digits") == ["1"]  # the same best model: no new version
+    assert folder.name.startswith("random-digits-")
+    # Another search in the same directory gets its own project, never this one's trials.
+    other = tune(*args, "--tuner", "bayesian", "--max-trials", 1)
+    assert other.returncode == 0 and results_folder(other) != folder and "1 trials (1 new" in other.stdout
+    clash = tune(*args, "--project-name", folder.name, "--space", "optimizer=sgd")
+    assert "holds another search (space differ)" in no_traceback(clash)
 
 
 @pytest.mark.parametrize(
@@ -87,7 +100,7 @@ def test_a_search_whose_trials_all_diverge_exits_1_and_exports_nothing(tmp_path)
     assert "all 2 trials failed or diverged" in no_traceback(done, code=1)
     assert "2 trials (2 new, 0 completed); best hyperparameters: none" in done.stdout
     assert not os.path.exists(tmp_path / "sm")
-    assert {t["status"] for t in read_trials(tmp_path / "t" / "resnet-digits")} <= {"FAILED", "INVALID"}
+    assert {t["status"] for t in read_trials(results_folder(done))} <= {"FAILED", "INVALID"}
 
 
 def free_port():
@@ -110,6 +123,6 @@ def test_chief_and_two_workers_split_one_search(tmp_path):
         assert p.returncode == 0, f"{name}: {outputs[name][1][-3000:]}"
     ran = {name: int(outputs[name][0].split(f"{name} ran ")[1].split(" ")[0]) for name in ("tuner0", "tuner1")}
     assert ran["tuner0"] >= 1 and ran["tuner1"] >= 1 and sum(ran.values()) == 4
-    trials = read_trials(tmp_path / "t" / "resnet-digits")
+    trials = read_trials(results_folder(outputs["chief"][0]))
     assert len(trials) == 4 and {t["status"] for t in trials} == {"COMPLETED"}
     assert "chief ran 0 trial(s)" in outputs["chief"][0]
