@@ -11,7 +11,7 @@ import tensorflow as tf
 from conftest import randomize_batchnorm
 
 import keras_resnet as kr
-from keras_resnet import data, export
+from keras_resnet import export, images as images_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAVED_MODEL_CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
@@ -45,7 +45,7 @@ def images(rng, n, height, width, dtype="uint8"):
 
 def reference(model, batch):
     """What the Keras model says about raw images, resized as the signatures promise."""
-    resized = data.resize_images(batch, (SIZE, SIZE)) if batch.shape[1:3] != (SIZE, SIZE) else batch
+    resized = images_lib.resize_images(batch, (SIZE, SIZE)) if batch.shape[1:3] != (SIZE, SIZE) else batch
     return model.predict(np.asarray(resized, "float32"), verbose=0)
 
 
@@ -116,7 +116,7 @@ def test_bytes_signature_matches_the_keras_model_for_png_and_jpeg(model, exporte
     encoded = [tf.io.encode_png(images(rng, 1, 50, 30)[0]).numpy(),
                tf.io.encode_jpeg(images(rng, 1, 24, 70)[0], quality=90).numpy(),
                tf.io.encode_jpeg(images(rng, 1, SIZE, SIZE)[0]).numpy()]
-    decoded = np.stack([data.decode_and_resize(e, (SIZE, SIZE)).numpy() for e in encoded])
+    decoded = np.stack([images_lib.decode_and_resize(e, (SIZE, SIZE)).numpy() for e in encoded])
     out = signature(image_bytes=tf.constant(encoded))
     np.testing.assert_allclose(out["probabilities"].numpy(), reference(model, decoded), atol=tolerance)
 
@@ -235,7 +235,7 @@ def test_predict_script_with_keras_model_and_saved_model(model, exported, tmp_pa
         path = tmp_path / f"img{i}.png"
         path.write_bytes(tf.io.encode_png(images(rng, 1, height, width)[0]).numpy())
         files.append(path)
-    decoded = np.stack([data.decode_and_resize(p.read_bytes(), (SIZE, SIZE)).numpy() for p in files])
+    decoded = np.stack([images_lib.decode_and_resize(p.read_bytes(), (SIZE, SIZE)).numpy() for p in files])
     expected = reference(model, decoded)
     outputs = [script("predict.py", source, *files, "--top-k", 2)
                for source in (tmp_path / "tiny.keras", os.path.dirname(exported[False]))]
