@@ -385,8 +385,14 @@ def test_exported_converted_model_serves_with_the_transform(tiny_files, tmp_path
     resolved = specs.eval_transform_for(transform, (64, 64))
     cropped = np.stack([np.asarray(images.decode_and_resize(e, (64, 64), transform=resolved)) for e in encoded])
     expected = model.predict(cropped.astype("float32"), verbose=0)
-    served = tf.saved_model.load(folder).signatures[export.BYTES_SIGNATURE](image_bytes=tf.constant(encoded))
+    loaded = tf.saved_model.load(folder)
+    served = loaded.signatures[export.BYTES_SIGNATURE](image_bytes=tf.constant(encoded))
     np.testing.assert_allclose(served["probabilities"].numpy(), expected, atol=1e-4)  # BN folded: 1e-4
+    # The float signature: a batch of another size is resized and cropped the same way (not rounded).
+    batch = np.stack([photo(rng, 90, 120) for _ in range(2)]).astype("float32")
+    served = loaded.signatures["serving_default"](images=tf.constant(batch))["probabilities"].numpy()
+    cropped = np.asarray(images.resize_and_centre_crop(batch, resolved))
+    np.testing.assert_allclose(served, model.predict(cropped, verbose=0), atol=1e-4)
     # predict.py's in-process path (export.load_classifier) on the .keras file applies it too.
     classify, _, _ = export.load_classifier(str(tmp_path / "tiny.keras"))
     np.testing.assert_allclose(classify(encoded)["probabilities"].numpy(), expected, atol=1e-5)
