@@ -63,11 +63,11 @@ def main(argv=None):
     folder = os.path.dirname(loaded)
     versions = checkpoints.existing_versions(folder)
     which = f"version {os.path.basename(loaded)} of {versions}" if os.path.basename(loaded).isdigit() else "Keras model"
-    transform = classify.eval_transform
-    resizing = "resized to the input size" if not transform else (
-        f"shorter side resized to {transform['resize']}, centre crop {transform['crop'][0]}x{transform['crop'][1]}, "
-        f"{transform['interpolation']}")
-    print(f"model: {loaded} ({which}; images {resizing})", file=sys.stderr)
+    transform = classify.eval_transform  # None: images are resized to the input size, as before
+    if transform:
+        which += (f"; images: shorter side resized to {transform['resize']}, centre crop "
+                  f"{transform['crop'][0]}x{transform['crop'][1]}, {transform['interpolation']}")
+    print(f"model: {loaded} ({which})", file=sys.stderr)
     contents = read_image_files(args.images, classify.channels, args.max_pixels)
     outputs = classify(contents)
     for i, path in enumerate(args.images):
