@@ -9,7 +9,7 @@ import_tensorflow_quietly()  # before Keras imports TensorFlow: its start-up log
 from keras_resnet.analysis import count_macs, count_trainable_params, stage_summary
 from keras_resnet.blocks import FastBatchNormalization, ZeroPadShortcut, basic_block, bottleneck_block
 from keras_resnet.registry import get_model, list_models
-from keras_resnet.resnet import RESNET_SPECS, ResNet, build_cifar_resnet, build_resnet
+from keras_resnet.resnet import RESNET_SPECS, ResNet, build_cifar_resnet, build_resnet, feature_pyramid
 
 __version__ = "0.1.0"
 
@@ -24,6 +24,7 @@ __all__ = [
     "build_resnet",
     "count_macs",
     "count_trainable_params",
+    "feature_pyramid",
     "get_model",
     "list_models",
     "stage_summary",

@@ -162,6 +162,20 @@ class FastBatchNormalization(layers.BatchNormalization):
         return ops.cast(y, self.compute_dtype)
 
 
+def symmetric_padding(x, kernel_size, *, name):
+    """Zero-pad (k - 1) // 2 pixels on every side, for a strided conv that then uses "valid".
+
+    Keras' `padding="same"` pads a stride-2 3x3 conv by (0, 1) on an even-sized map (the extra
+    row and column at the bottom and right), where the reference implementations (Caffe and
+    fb.resnet.torch, PyTorch's `padding=1`, torchvision, keras.applications' ResNetV2) pad (1, 1):
+    with "same" every window of a downsampling conv would be shifted by one pixel, and weights
+    trained in those frameworks would not give their outputs. The output size is the same as
+    "same" gives (ceil(size / stride)), so parameters and multiply-adds do not change. A strided
+    1x1 conv needs no padding (both conventions pad 0) and a stride-1 "same" conv is symmetric.
+    """
+    return layers.ZeroPadding2D((kernel_size - 1) // 2, name=name)(x)
+
+
 def conv_bn(
     x,
     filters,
@@ -181,8 +195,12 @@ def conv_bn(
     """Conv (no bias: BN's offset makes it redundant) -> BN -> optional ReLU.
 
     Layers: `{prefix}_conv{index}`, `{prefix}_bn{index}`, `{prefix}_relu{index}`, for
-    example `stage3_block2_conv1`.
+    example `stage3_block2_conv1`; a strided conv wider than 1x1 is preceded by
+    `{prefix}_pad{index}` (see `symmetric_padding`).
     """
+    if padding == "same" and stride > 1 and kernel_size > 1:
+        x = symmetric_padding(x, kernel_size, name=f"{prefix}_pad{index}")
+        padding = "valid"
     x = layers.Conv2D(
         filters,
         kernel_size,

@@ -16,7 +16,11 @@ Signatures (made with `keras.export.ExportArchive`; every one takes any batch si
 - `serve_image_bytes`: input `image_bytes`, a string `[batch]` of encoded JPEG/PNG/BMP/GIF files
   (TF Serving's REST API carries them as `{"b64": ...}`).
 Images are resized in the graph to the model's input size (`images.resize_images`, as the folder
-datasets are) and normalised by the model's own preprocessing layer. Every signature returns
+datasets are) and normalised by the model's own preprocessing layer. A model that carries an
+evaluation transform (`ResNet(eval_transform=...)`, pretrained weights' "resize 232, centre-crop 224")
+gets that instead: every encoded image, and every float/uint8 image not already at the input size,
+has its shorter side resized and the centre cropped (`images.resize_and_centre_crop`), as the
+weights' publishers evaluate them. Every signature returns
 `probabilities` [batch, classes], `top_k_classes` and `top_k_scores` [batch, k] and, when class
 names are known, `top_k_labels`. Requests are checked first: an empty batch, an image without
 pixels, a channel count other than the model's, non-finite pixel values, and encoded images whose
@@ -36,6 +40,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_resnet import images as images_lib
+from keras_resnet.specs import eval_transform_for
 from keras_resnet.checkpoints import (  # noqa: F401  (re-exported for the scripts)
     existing_versions,
     labels_for,
@@ -159,6 +164,7 @@ def fold_batchnorm_into_convs(model):
             new.set_weights([kernel * scale, beta + (bias - bn.moving_mean.numpy()) * scale])
         else:
             new.set_weights(layer.get_weights())
+    folded.eval_transform = getattr(model, "eval_transform", None)  # served the same way
     return folded
 
 
@@ -178,6 +184,15 @@ def _input_size(model, image_size):
     return int(height), int(width), int(channels)
 
 
+def serving_transform(model, image_size=None):
+    """The model's evaluation transform resolved for the served size, or None (plain resize)."""
+    transform = getattr(model, "eval_transform", None)
+    if transform is None:
+        return None
+    height, width, _ = _input_size(model, image_size)
+    return eval_transform_for(transform, (height, width))
+
+
 def _outputs_softmax(model):
     activation = getattr(model.layers[-1], "activation", None)
     return getattr(activation, "__name__", "") == "softmax"
@@ -188,9 +203,10 @@ def serving_functions(model, *, top_k=DEFAULT_TOP_K, class_names=None, image_siz
     """{signature name: (function, input TensorSpec)} for the SavedModel or for in-process use.
 
     The functions check each request (module doc), then run `model` in inference mode on raw
-    images of any size, resized in the graph.
+    images of any size, resized in the graph (with the model's evaluation transform, if it has one).
     """
     height, width, channels = _input_size(model, image_size)
+    transform = serving_transform(model, image_size)
     num_classes = int(model.output_shape[-1])
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise ValueError(f"top_k must be a positive integer. Received: top_k={top_k!r}")
@@ -233,7 +249,11 @@ def serving_functions(model, *, top_k=DEFAULT_TOP_K, class_names=None, image_siz
     def from_images(images):
         images = checked(images)
         same_size = tf.reduce_all(tf.equal(tf.shape(images)[1:3], [height, width]))
-        images = tf.cond(same_size, lambda: images, lambda: images_lib.resize_images(images, (height, width)))
+        if transform is None:
+            resize = lambda: images_lib.resize_images(images, (height, width))  # noqa: E731
+        else:
+            resize = lambda: images_lib.resize_and_centre_crop(images, transform)  # noqa: E731
+        images = tf.cond(same_size, lambda: images, resize)
         return classify(images)
 
     def from_bytes(image_bytes):
@@ -241,7 +261,8 @@ def serving_functions(model, *, top_k=DEFAULT_TOP_K, class_names=None, image_siz
                                                                                "one image")
         with tf.control_dependencies([nonempty]):
             decoded = tf.map_fn(
-                lambda encoded: images_lib.decode_and_resize(encoded, (height, width), channels, max_pixels),
+                lambda encoded: images_lib.decode_and_resize(encoded, (height, width), channels, max_pixels,
+                                                             transform=transform),
                 image_bytes,
                 fn_output_signature=tf.TensorSpec([height, width, channels], tf.uint8),
             )
@@ -328,12 +349,16 @@ def export_saved_model(
     if os.path.exists(export_dir) and not os.path.isdir(export_dir):
         raise NotADirectoryError(f"export_dir must be a folder. Received: export_dir={export_dir!r} (a file)")
     height, width, channels = _input_size(model, image_size)
+    transform = serving_transform(model, image_size)
     settings = {"top_k": top_k, "fold_batchnorm": bool(fold_batchnorm), "image_size": image_size,
                 "max_pixels": int(max_pixels), "class_names": list(map(str, class_names)) if class_names else None}
+    if transform is not None:  # only then: the fingerprints of exports without one stay as they were
+        settings["eval_transform"] = {**transform, "crop": list(transform["crop"])}
     card = {
         "name": name, "model": model.name, "num_classes": int(model.output_shape[-1]), "channels": channels,
         "input_size": [height, width], "class_names": settings["class_names"], "top_k": top_k,
         "fold_batchnorm": bool(fold_batchnorm), "max_pixels": int(max_pixels), "source": source,
+        "eval_transform": settings.get("eval_transform"),
         "fingerprint": fingerprint(model, settings), "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "signatures": [*IMAGE_SIGNATURES, BYTES_SIGNATURE],
     }
@@ -364,9 +389,11 @@ def export_saved_model(
 def load_classifier(path, top_k=DEFAULT_TOP_K, class_names=None, max_pixels=images_lib.DEFAULT_MAX_PIXELS):
     """A function `image_bytes [batch] -> outputs dict` from a `.keras` model or a SavedModel.
 
-    A SavedModel answers through its own `serve_image_bytes` signature (its k and pixel limit are
-    the ones it was exported with); a Keras model through the same function built in process.
-    Returns (function, class_names, the file or version folder actually loaded).
+    A SavedModel answers through its own `serve_image_bytes` signature (its k, pixel limit and evaluation
+    transform are the ones it was exported with); a Keras model through the same function built in
+    process (with the model's evaluation transform). Returns (function, class_names, the file or version
+    folder actually loaded); the function's `eval_transform` says how images are resized (None: to the
+    input size).
     """
     kind, path = resolve_model_path(path)
     class_names = class_names or labels_for(path)
@@ -382,6 +409,7 @@ def load_classifier(path, top_k=DEFAULT_TOP_K, class_names=None, max_pixels=imag
         classify.keep_alive = loaded
         images_spec = loaded.signatures["serving_default"].structured_input_signature[1]["images"]
         classify.channels = int(images_spec.shape[-1])
+        classify.eval_transform = (read_card(path) or {}).get("eval_transform")
         return classify, class_names, path
     model = load_keras_model(path)
     fn, _ = serving_functions(model, top_k=top_k, class_names=class_names, max_pixels=max_pixels)[BYTES_SIGNATURE]
@@ -390,4 +418,5 @@ def load_classifier(path, top_k=DEFAULT_TOP_K, class_names=None, max_pixels=imag
         return fn(tf.constant(image_bytes))
 
     classify.channels = int(model.input_shape[-1])
+    classify.eval_transform = serving_transform(model)
     return classify, class_names, path

@@ -109,9 +109,46 @@ def resize_images(images, size):
     return tf.image.resize(tf.cast(images, tf.float32), size, antialias=True)
 
 
-def decode_and_resize(encoded, size, channels=3, max_pixels=DEFAULT_MAX_PIXELS):
-    """One encoded image -> uint8 image of `size` (height, width) with `channels` channels."""
-    image = resize_images(decode(encoded, channels, max_pixels), size)
+def resize_and_centre_crop(images, transform):
+    """torchvision's `Resize(resize)` then `CenterCrop(crop)` on raw 0-255 images, as float32.
+
+    `transform`: {"resize": shorter side, "crop": (height, width), "interpolation": "bilinear" or
+    "bicubic"} (`specs.eval_transform_for`). One image [H, W, C] or a batch [N, H, W, C] of one size.
+    The arithmetic is torchvision's (transforms.functional): the longer side becomes
+    int(resize * long / short), the crop starts at round((size - crop) / 2) with Python's round half to
+    even (tf.round's too); the resize is antialiased like torchvision's and PIL's (`antialias=True`).
+    """
+    images = tf.cast(images, tf.float32)
+    resize, (crop_height, crop_width) = int(transform["resize"]), transform["crop"]
+    shape = tf.shape(images)
+    height, width = shape[-3], shape[-2]
+    short, long = tf.minimum(height, width), tf.maximum(height, width)
+    new_long = tf.cast(tf.cast(resize * long, tf.float64) / tf.cast(short, tf.float64), tf.int32)  # int(): floor
+    portrait = width <= height
+    new_height = tf.where(portrait, new_long, resize)
+    new_width = tf.where(portrait, resize, new_long)
+    resized = tf.image.resize(images, tf.stack([new_height, new_width]), method=transform["interpolation"],
+                              antialias=True)
+
+    def start(size, crop):
+        return tf.cast(tf.round(tf.cast(size - crop, tf.float64) / 2.0), tf.int32)
+
+    top, left = start(new_height, crop_height), start(new_width, crop_width)
+    cropped = resized[..., top:top + crop_height, left:left + crop_width, :]
+    static = [crop_height, crop_width, images.shape[-1]]
+    cropped.set_shape(images.shape[:-3].concatenate(static) if images.shape.rank else None)
+    return cropped
+
+
+def decode_and_resize(encoded, size, channels=3, max_pixels=DEFAULT_MAX_PIXELS, transform=None):
+    """One encoded image -> uint8 image of `size` (height, width) with `channels` channels.
+
+    `transform` (a resolved evaluation transform whose crop is `size`): resize the shorter side and
+    centre-crop (`resize_and_centre_crop`) instead of resizing the whole image to `size`. Either way
+    the pixels are rounded to uint8, as PIL's resize gives them.
+    """
+    image = decode(encoded, channels, max_pixels)
+    image = resize_images(image, size) if transform is None else resize_and_centre_crop(image, transform)
     return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
 
 

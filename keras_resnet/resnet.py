@@ -4,13 +4,23 @@ One functional-API model class, `ResNet`, reads its architecture from arguments;
 `build_resnet` and `build_cifar_resnet` fill them from the spec table below. Stage
 numbering follows Table 1: `stage1` is conv1 (the stem), `stage2`..`stage5` are
 conv2_x..conv5_x, and every stage ends in a layer named `stage{N}_out`, so features,
-freezing and weight loading can select a stage by name.
+freezing and weight loading can select a stage by name; `feature_pyramid` returns them as
+keras-hub's `pyramid_outputs` dict {"P2": ..., "P5": ...}.
 """
 
 import keras
 from keras import layers
 
-from keras_resnet.specs import CIFAR_WIDTH, IMAGENET_WIDTH, PREPROCESSING, RESNET_SPECS
+from keras_resnet.specs import (
+    CIFAR_WIDTH,
+    IMAGENET_WIDTH,
+    PREPROCESSING,
+    RESNET_SPECS,
+    check_eval_transform,
+    depth_of,
+    describe_blocks,
+    eval_transform_for,
+)
 from keras_resnet.blocks import (
     SHORTCUTS,
     STRIDE_IN,
@@ -28,7 +38,8 @@ POOLINGS = ("avg", "max", None)
 def _stem(x, stem, width, bn_kwargs):
     """Stage 1 (conv1): 7x7/2 for ImageNet, 3x3/1 for CIFAR (Section 4.2)."""
     if stem == "imagenet":
-        # Explicit symmetric padding as in keras.applications, so its weights load exactly.
+        # Explicit symmetric padding (3 on every side, as PyTorch's padding=3 and keras.applications):
+        # "same" would pad (2, 3) on an even input (see blocks.symmetric_padding).
         x = layers.ZeroPadding2D(3, name="stage1_pad")(x)
         x = conv_bn(x, width, 7, 2, prefix="stage1", padding="valid", **bn_kwargs)
     else:
@@ -126,6 +137,12 @@ class ResNet(keras.Model):
         preprocessing: None (inputs used as they are), "imagenet", or
             {"mean": [...], "std": [...]} on the 0-255 scale: a `preprocessing` layer
             so the model takes raw pixels.
+        eval_transform: how a served image becomes the model's input: None (resize to the
+            input size, as the datasets here do), a preset of `specs.EVAL_TRANSFORMS`
+            ("torchvision-v1", "torchvision-v2", "timm-a1": resize the shorter side, then
+            centre-crop the input size) or {"resize": 232, "crop": 224, "interpolation":
+            "bilinear"}. Carried in the config (and .keras files) for the export signatures and
+            `scripts/predict.py`; the model itself takes the cropped image.
         name: model name.
     """
 
@@ -153,6 +170,7 @@ class ResNet(keras.Model):
         preprocessing=None,
         name="resnet",
         input_tensor=None,
+        eval_transform=None,
         **kwargs,
     ):
         try:
@@ -200,6 +218,9 @@ class ResNet(keras.Model):
         total_stride = (4 if stem == "imagenet" else 1) * 2 ** (len(stage_repeats) - 1)
         input_shape = _check_input_shape(input_shape, total_stride)
         _check_batchnorm(bn_momentum, bn_epsilon)
+        eval_transform = check_eval_transform(eval_transform)
+        if None not in input_shape[:2]:
+            eval_transform_for(eval_transform, input_shape[:2])  # a dict's crop must be the input size
 
         bn_kwargs = dict(
             bn_momentum=bn_momentum,
@@ -226,7 +247,9 @@ class ResNet(keras.Model):
         for index, (repeats, width) in enumerate(zip(stage_repeats, stage_widths)):
             stage = f"stage{index + 2}"
             if index == 0 and stem == "imagenet":
-                # conv2_x starts with the 3x3 max pool, stride 2 (Table 1).
+                # conv2_x starts with the 3x3 max pool, stride 2 (Table 1), padded 1 on every side like
+                # torchvision's MaxPool2d(3, 2, padding=1). PyTorch pads a max pool with -inf; zeros give
+                # the same maxima here because the stem ends in a ReLU (every input is >= 0).
                 x = layers.ZeroPadding2D(1, name=f"{stage}_pool_pad")(x)
                 x = layers.MaxPooling2D(3, strides=2, name=f"{stage}_pool")(x)
             for b in range(repeats):
@@ -270,6 +293,7 @@ class ResNet(keras.Model):
         self.bn_synchronized = bool(bn_synchronized)
         self.weight_decay = float(weight_decay)
         self.preprocessing = preprocessing
+        self.eval_transform = eval_transform
 
     @property
     def depth(self):
@@ -281,6 +305,13 @@ class ResNet(keras.Model):
     def stage_names(self):
         """Names of the stages, `stage1` (the stem) to the last; each has `{name}_out`."""
         return [f"stage{i + 1}" for i in range(len(self.stage_repeats) + 1)]
+
+    @property
+    def pyramid_outputs(self):
+        """{"P2": stage2_out, ..., "P5": stage5_out}: the residual stages' output tensors, keyed as
+        keras-hub's `pyramid_outputs` (P{N} for stage N). On the ImageNet layout P{N} has stride 2**N
+        (4, 8, 16, 32); the CIFAR layout has P2..P4 at strides 1, 2, 4. See `feature_pyramid`."""
+        return {f"P{n}": self.get_layer(f"stage{n}_out").output for n in range(2, len(self.stage_repeats) + 2)}
 
     def get_config(self):
         # Not Functional.get_config: the constructor arguments rebuild the whole graph.
@@ -307,6 +338,7 @@ class ResNet(keras.Model):
             "bn_synchronized": self.bn_synchronized,
             "weight_decay": self.weight_decay,
             "preprocessing": self.preprocessing,
+            "eval_transform": self.eval_transform,
         }
 
     @classmethod
@@ -335,13 +367,13 @@ def build_resnet(
     width=IMAGENET_WIDTH,
     input_shape=None,
     input_tensor=None,
-    num_classes=1000,
+    num_classes=None,
     include_top=True,
     pooling=None,
     classifier_activation="softmax",
     shortcut="B",
     residual=True,
-    stride_in="1x1",
+    stride_in=None,
     zero_init_residual=False,
     bn_momentum=0.9,
     bn_epsilon=1e-5,
@@ -350,6 +382,7 @@ def build_resnet(
     preprocessing=None,
     name=None,
     weights=None,
+    eval_transform=None,
 ):
     """The five-stage ImageNet ResNet of Table 1, or a custom-depth variant.
 
@@ -361,15 +394,26 @@ def build_resnet(
             else "basic".
         width: filters of conv1 and conv2_x (64); later stages double it.
         input_shape: (224, 224, 3) by default with `include_top`, else (None, None, 3).
+        num_classes: classes of the head; None means 1000, or the class count of `weights`.
+        stride_in: None means "1x1" (the paper), or what `weights` were trained with.
         weights: None (random), "imagenet" (keras.applications' weights for 50/101/152,
-            downloaded and cached by Keras), a keras.applications .h5 file, or our own
-            `.keras` / `.weights.h5` file (see `keras_resnet.checkpoints.load_weights`). ImageNet
-            weights bring their "caffe" preprocessing and BN epsilon 1.001e-5 unless given.
+            downloaded and cached by Keras), a keras.applications .h5 file, a torchvision or
+            timm ResNet state dict (.safetensors, or .pth with torch installed), or our own
+            `.keras` / `.weights.h5` file (`keras_resnet.checkpoints`). The weights bring what
+            they were trained with (`checkpoints.builder_defaults`): keras.applications' "caffe"
+            preprocessing and BN epsilon 1.001e-5; a state dict's blocks, stride_in="3x3",
+            its class count, "imagenet" preprocessing (the model takes raw 0-255 RGB) and
+            eval_transform "torchvision-v1". An argument that contradicts them is a ValueError;
+            `include_top=False` loads the backbone only.
+        eval_transform: as in `ResNet`; with a state dict, pass "torchvision-v2" for torchvision's
+            IMAGENET1K_V2 weights and "timm-a1" for timm's a1 weights.
         Other arguments: as in `ResNet`.
 
     Example:
         >>> model = build_resnet(50, num_classes=10, input_shape=(None, None, 3))
+        >>> pretrained = build_resnet(50, weights="resnet50_v2.safetensors", eval_transform="torchvision-v2")
     """
+    explicit_repeats = stage_repeats is not None
     if stage_repeats is None:
         if isinstance(depth, bool) or depth not in RESNET_SPECS:
             raise ValueError(
@@ -384,12 +428,16 @@ def build_resnet(
         kind = "resnet" if residual else "plain"
         table = depth in RESNET_SPECS and tuple(stage_repeats) == tuple(RESNET_SPECS[depth][1])
         name = f"{kind}{depth}" if table else kind
+    settings = dict(block_type=block_type, stage_repeats=tuple(stage_repeats), width=width, stride_in=stride_in,
+                    shortcut=shortcut, residual=residual, num_classes=num_classes, preprocessing=preprocessing,
+                    bn_epsilon=None if bn_epsilon == 1e-5 else bn_epsilon, eval_transform=eval_transform)
     if weights is not None:
-        from keras_resnet import checkpoints  # keras.applications, h5py: only when asked
-
-        implied = checkpoints.builder_defaults(weights)
-        preprocessing = implied.get("preprocessing") if preprocessing is None else preprocessing
-        bn_epsilon = implied.get("bn_epsilon", bn_epsilon) if bn_epsilon == 1e-5 else bn_epsilon
+        layout_argument = ("stage_repeats", list(stage_repeats)) if explicit_repeats else ("depth", depth)
+        settings = _with_weight_settings(weights, settings, include_top, layout_argument)
+    unset = {"stride_in": "1x1", "num_classes": 1000, "bn_epsilon": bn_epsilon}
+    settings.update({key: value for key, value in unset.items() if settings[key] is None})
+    stride_in, num_classes, bn_epsilon = settings["stride_in"], settings["num_classes"], settings["bn_epsilon"]
+    preprocessing, eval_transform = settings["preprocessing"], settings["eval_transform"]
     model = ResNet(
         block_type=block_type,
         stage_repeats=stage_repeats,
@@ -412,10 +460,71 @@ def build_resnet(
         weight_decay=weight_decay,
         preprocessing=preprocessing,
         name=name,
+        eval_transform=eval_transform,
     )
     if weights is not None:
+        from keras_resnet import checkpoints
+
         checkpoints.load_weights(model, weights)
     return model
+
+
+def _with_weight_settings(weights, settings, include_top, layout_argument):
+    """`settings` (build_resnet's arguments, None where not given) completed with what `weights` imply
+    (`checkpoints.builder_defaults`); a ValueError naming the argument, its value and what the file
+    holds where they contradict."""
+    from keras_resnet import checkpoints  # keras.applications, h5py, safetensors: only when asked
+
+    implied = checkpoints.builder_defaults(weights)
+    settings = dict(settings)
+    if "stage_repeats" in implied:
+        holds = (implied["block_type"], tuple(implied["stage_repeats"]))
+        if (settings["block_type"], settings["stage_repeats"]) != holds:
+            depth = depth_of(*holds)
+            advice = f"depth={depth}" if depth else f"depth=None, stage_repeats={list(holds[1])}, " \
+                                                    f"block_type={holds[0]!r}"
+            name, value = layout_argument
+            raise ValueError(f"{name}={value!r} does not match weights={weights!r}, which hold "
+                             f"{describe_blocks(*holds)} ({holds[0]} blocks {list(holds[1])}); build with {advice}.")
+    for key, value in implied.items():
+        if key in ("block_type", "stage_repeats") or (key == "num_classes" and not include_top):
+            continue
+        given = settings[key]
+        if given is None:
+            settings[key] = value
+        elif key == "eval_transform":
+            continue  # the caller's evaluation is theirs to choose
+        elif key == "num_classes" and given != value:
+            raise ValueError(f"weights={weights!r} have a {value}-class head; with include_top=True num_classes "
+                             f"must be {value}. Received: num_classes={given!r}. Build with include_top=False and add "
+                             "a new head (keras_resnet.transfer.replace_head).")
+        elif not (checkpoints.same_preprocessing(given, value) if key == "preprocessing" else given == value):
+            raise ValueError(f"{key}={given!r} contradicts weights={weights!r}, which were trained with "
+                             f"{key}={value!r}.")
+    return settings
+
+
+def feature_pyramid(model, name=None):
+    """A functional model from `model`'s input to its stage outputs as a dict {"P2": stage2_out, ...,
+    "P5": stage5_out} (keras-hub's `pyramid_outputs`), the input of detection and segmentation heads
+    (FPN, Lin et al. 2017: strides 4, 8, 16, 32 on the ImageNet layout).
+
+    Works on any model with our `stage{N}_out` layers (a `ResNet`, or one made from it by
+    `transfer.replace_head`) and shares its layers and weights.
+
+    Example:
+        >>> backbone = feature_pyramid(build_resnet(50, weights="resnet50.safetensors", include_top=False))
+        >>> backbone(images)["P3"].shape   # (batch, height / 8, width / 8, 512)
+    """
+    names = {layer.name for layer in model.layers}
+    levels = {}
+    while f"stage{len(levels) + 2}_out" in names:
+        level = len(levels) + 2
+        levels[f"P{level}"] = model.get_layer(f"stage{level}_out").output
+    if not levels:
+        raise ValueError(f"model has no stage outputs (stage2_out, ...); is it a keras_resnet model? Received: "
+                         f"model={model.name!r}")
+    return keras.Model(model.inputs, levels, name=name or f"{model.name}_pyramid")
 
 
 def cifar_blocks_per_stage(depth):
@@ -498,4 +607,5 @@ __all__ = [
     "build_resnet",
     "build_cifar_resnet",
     "cifar_blocks_per_stage",
+    "feature_pyramid",
 ]

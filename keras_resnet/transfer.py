@@ -231,13 +231,22 @@ def load_backbone(init_from, *, input_shape, model_name="resnet50", weight_decay
     """A headless `ResNet` for `input_shape` holding pretrained weights.
 
     init_from: "imagenet" or a keras.applications .h5 file (the architecture is `model_name`,
-    resnet50/101/152, with the "caffe" preprocessing those weights expect), or our own `.keras`
-    file or training run directory (its architecture and its own preprocessing layer).
+    resnet50/101/152, with the "caffe" preprocessing those weights expect), a torchvision/timm
+    ResNet state dict (.safetensors, .pth: `model_name` of its depth, with the v1.5 stride placement
+    and ImageNet normalisation they expect; the fc head is dropped), or our own `.keras` file or
+    training run directory (its architecture and its own preprocessing layer).
     """
-    if init_from == "imagenet" or (os.path.isfile(init_from) and init_from.endswith(".h5")
-                                   and not init_from.endswith(".weights.h5")):
+    weight_file = os.path.isfile(init_from) and init_from.endswith((".h5", *checkpoints.STATE_DICT_SUFFIXES))
+    if init_from == "imagenet" or (weight_file and checkpoints.source_kind(init_from) != "weights_h5"):
+        # What the weights were trained with; their blocks are checked against model_name by the loader. The
+        # evaluation transform stays None: the new model is trained and served at the dataset's size here.
+        if input_shape[-1] != 3:
+            raise ValueError(f"init_from={init_from!r} holds weights for RGB images; the dataset has {input_shape[-1]} "
+                             "channel(s).")
+        implied = checkpoints.builder_defaults(init_from, argument="init_from")
+        settings = {key: implied[key] for key in checkpoints.SETTINGS if key in implied}
         model = registry.get_model(model_name, input_shape=input_shape, include_top=False, weight_decay=weight_decay,
-                                   **checkpoints.builder_defaults(init_from))
+                                   **settings)
         return checkpoints.load_weights(model, init_from, argument="init_from")
     kind, path = checkpoints.resolve_model_path(init_from, argument="init_from")
     if kind != "keras":

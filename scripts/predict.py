@@ -5,9 +5,11 @@
     python scripts/predict.py saved_models/resnet20-digits/2 *.png --json
 
 Images of any size are decoded, resized and preprocessed as the SavedModel's serve_image_bytes
-signature does (for a .keras model the same function runs in process). Which model file or
-version was loaded is said on stderr. Images whose header claims more than --max-pixels pixels
-are refused before decoding.
+signature does (for a .keras model the same function runs in process): resized to the model's input
+size, or, for a model that carries an evaluation transform (pretrained weights converted by
+convert_weights.py), with the shorter side resized and the centre cropped as the weights' publishers
+evaluate. Which model file or version was loaded, and how images are resized, is said on stderr.
+Images whose header claims more than --max-pixels pixels are refused before decoding.
 """
 
 import json
@@ -65,6 +67,10 @@ def main(argv=None):
     folder = os.path.dirname(loaded)
     versions = checkpoints.existing_versions(folder)
     which = f"version {os.path.basename(loaded)} of {versions}" if os.path.basename(loaded).isdigit() else "Keras model"
+    transform = classify.eval_transform  # None: images are resized to the input size, as before
+    if transform:
+        which += (f"; images: shorter side resized to {transform['resize']}, centre crop "
+                  f"{transform['crop'][0]}x{transform['crop'][1]}, {transform['interpolation']}")
     print(f"model: {loaded} ({which})", file=sys.stderr)
     contents = read_image_files(args.images, classify.channels, args.max_pixels)
     outputs = classify(contents)

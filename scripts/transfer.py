@@ -7,7 +7,9 @@
         --dataset folder:/data/flowers --transfer-mode partial --trainable-from stage4 --learning-rate 0.001
 
 --init-from: "imagenet" (keras.applications' weights for --model resnet50/101/152; cached by Keras,
-or pass the .h5 file), a .keras file or a training run directory. The backbone keeps the
+or pass the .h5 file), a torchvision or timm ResNet state dict (.safetensors, .pth; --model of its
+depth, e.g. --init-from resnet50.safetensors --model resnet50), a .keras file or a training run
+directory. The backbone keeps the
 preprocessing its weights were trained with, a new classifier is added for the dataset's classes,
 and --transfer-mode says what trains: full (everything), partial (--trainable-from stageN or
 --trainable-blocks N; batch norms stay frozen) or head (only the new classifier; the default

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from keras_resnet import FastBatchNormalization, ZeroPadShortcut, basic_block, bottleneck_block
+from keras_resnet.blocks import conv_bn
 
 
 def block_model(block, shape, filters, stride=1, **kwargs):
@@ -150,3 +151,30 @@ def test_fast_batchnorm_uses_keras_code_outside_training(rng):
     assert not layer._fast_path(x, True, None)
     assert not FastBatchNormalization(synchronized=True)._fast_path(x, True, None)
     assert not layer._fast_path(x, True, np.ones((4, 3, 3), bool))
+
+
+@pytest.mark.parametrize("block, filters, stride_in, padded", [
+    (basic_block, 8, None, "b_pad1"), (bottleneck_block, 2, "3x3", "b_pad2"), (bottleneck_block, 2, "1x1", None)])
+def test_strided_convs_pad_symmetrically(block, filters, stride_in, padded):
+    """A strided 3x3 conv pads one pixel on every side, as PyTorch's padding=1 (Keras' "same" would pad (0, 1)
+    on an even map); a strided 1x1 conv needs none. Shapes and weights are those of "same"."""
+    kwargs = {"stride_in": stride_in} if stride_in else {}
+    model = block_model(block, (8, 8, 8), filters, 2, **kwargs)
+    pads = {l.name: l.padding for l in model.layers if isinstance(l, keras.layers.ZeroPadding2D)}
+    assert pads == ({padded: ((1, 1), (1, 1))} if padded else {})
+    strided = [l for l in model.layers if isinstance(l, keras.layers.Conv2D) and l.strides == (2, 2)]
+    assert [l.padding for l in strided if l.kernel_size == (3, 3)] == (["valid"] if padded else [])
+    assert model.output.shape == (None, 4, 4, 8)
+
+
+def test_strided_conv_windows_are_centred_on_even_pixels(rng):
+    """With a kernel that copies its centre pixel, a stride-2 3x3 conv on an 8x8 map returns x[::2, ::2] (the
+    windows PyTorch uses); Keras' "same" would return x[1::2, 1::2]."""
+    inputs = keras.Input((8, 8, 3))
+    model = keras.Model(inputs, conv_bn(inputs, 3, 3, 2, prefix="b", index=1, activation=False))
+    kernel = np.zeros((3, 3, 3, 3), "float32")
+    kernel[1, 1] = np.eye(3)
+    model.get_layer("b_conv1").set_weights([kernel])
+    model.get_layer("b_bn1").set_weights([np.ones(3), np.zeros(3), np.zeros(3), np.ones(3) - 1e-5])  # identity
+    x = rng.normal(size=(2, 8, 8, 3)).astype("float32")
+    np.testing.assert_allclose(np.asarray(model(x, training=False)), x[:, ::2, ::2], rtol=1e-5, atol=1e-6)

@@ -53,6 +53,16 @@ def test_applications_h5_file_into_build_resnet_and_depth_mismatch(tmp_path, rng
         kr.build_resnet(101, weights=path, include_top=False, input_shape=(SIZE, SIZE, 3))
     with pytest.raises(ValueError, match="ResNet-50/101/152; the model is ResNet-18"):
         kr.build_resnet(18, weights=path, include_top=False, input_shape=(SIZE, SIZE, 3))
+    # v1 weights: the stride is on the first 1x1, and the normalisation is caffe's.
+    with pytest.raises(ValueError, match=r"stride_in='3x3' contradicts weights='.*resnet50_notop.h5', which were "
+                                         r"trained with stride_in='1x1'"):
+        kr.build_resnet(50, weights=path, include_top=False, input_shape=(SIZE, SIZE, 3), stride_in="3x3")
+    with pytest.raises(ValueError, match=r"preprocessing='imagenet' contradicts .* preprocessing='caffe'"):
+        kr.build_resnet(50, weights=path, include_top=False, input_shape=(SIZE, SIZE, 3), preprocessing="imagenet")
+    model = kr.build_resnet(50, include_top=False, input_shape=(SIZE, SIZE, 3), stride_in="3x3", preprocessing="caffe",
+                            bn_epsilon=checkpoints.KERAS_APPLICATIONS_EPSILON)
+    with pytest.raises(ValueError, match=r"are v1 weights .*; the model has stride_in='3x3'"):
+        checkpoints.load_weights(model, path)
 
 
 def test_imagenet_weights_offline_say_where_to_put_the_file(tmp_path, monkeypatch):

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_resnet import ResNet, build_cifar_resnet, build_resnet, count_trainable_params
+from keras_resnet import ResNet, build_cifar_resnet, build_resnet, count_trainable_params, feature_pyramid
 from keras_resnet.resnet import RESNET_SPECS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -185,6 +185,7 @@ NON_DEFAULT = dict(
     preprocessing={"mean": [10.0], "std": [20.0]},
     name="custom",
     trainable=True,
+    eval_transform={"resize": 18, "crop": [16, 16], "interpolation": "bicubic"},
 )
 
 
@@ -199,7 +200,8 @@ def test_config_round_trip_with_non_default_values():
 
 
 def test_keras_file_round_trip_with_safe_mode(tmp_path, rng):
-    model = ResNet(**{**NON_DEFAULT, "stem": "imagenet", "input_shape": [32, 32, 1], "stage_repeats": [1, 1], "shortcut": "A"})
+    model = ResNet(**{**NON_DEFAULT, "stem": "imagenet", "input_shape": [32, 32, 1], "stage_repeats": [1, 1],
+                      "shortcut": "A", "eval_transform": "timm-a1"})
     path = tmp_path / "model.keras"
     model.save(path)
     loaded = keras.saving.load_model(path, safe_mode=True)
@@ -288,3 +290,25 @@ def test_spec_table_is_table_1():
     assert {d: 2 * sum(r) + 2 if b == "basic" else 3 * sum(r) + 2 for d, (b, r) in RESNET_SPECS.items()} == {
         d: d for d in RESNET_SPECS
     }
+
+
+def test_pyramid_outputs_strides_4_to_32_at_a_non_square_input(rng):
+    """keras-hub's pyramid_outputs convention: P{N} is stage{N}_out, at stride 2**N on the ImageNet layout."""
+    model = tiny(include_top=False, input_shape=(None, None, 3))
+    assert list(model.pyramid_outputs) == ["P2", "P3", "P4", "P5"]
+    pyramid = feature_pyramid(model)
+    outputs = pyramid(rng.uniform(0, 255, (2, 96, 160, 3)).astype("float32"))
+    assert sorted(outputs) == ["P2", "P3", "P4", "P5"]
+    for level, stride, channels in zip((2, 3, 4, 5), (4, 8, 16, 32), (4, 8, 16, 32)):
+        assert tuple(outputs[f"P{level}"].shape) == (2, 96 // stride, 160 // stride, channels)
+    x = rng.uniform(0, 255, (1, 96, 160, 3)).astype("float32")  # the same layers and weights as the model
+    np.testing.assert_allclose(np.asarray(pyramid(x)["P5"]), np.asarray(model(x)), atol=1e-6)
+    # A model with a new head (transfer.replace_head) keeps its stage layers; CIFAR's stages are P2..P4.
+    from keras_resnet.transfer import replace_head
+
+    assert sorted(feature_pyramid(replace_head(model, 3)).output) == ["P2", "P3", "P4", "P5"]
+    cifar = build_cifar_resnet(8, width=4, include_top=False, input_shape=(32, 32, 3))
+    assert {k: tuple(v.shape[1:3]) for k, v in cifar.pyramid_outputs.items()} == {
+        "P2": (32, 32), "P3": (16, 16), "P4": (8, 8)}
+    with pytest.raises(ValueError, match="no stage outputs"):
+        feature_pyramid(keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]))
