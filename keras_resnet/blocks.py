@@ -11,6 +11,8 @@ backend (TensorFlow for training and export, JAX for GPU measurements).
 """
 
 import functools
+import os
+import warnings
 
 import keras
 from keras import layers, ops
@@ -162,6 +164,21 @@ class FastBatchNormalization(layers.BatchNormalization):
         return ops.cast(y, self.compute_dtype)
 
 
+def _warn_about_narrow_strided_1x1(x, kernel_size, stride):
+    """TensorFlow 2.21's oneDNN kernels crash the process (segmentation fault, or "malloc_consolidate():
+    invalid chunk size") when *training* a 1x1 stride-2 convolution with 8 or fewer input channels on
+    maps of 64 pixels or more (measured here: 2 to 8 channels at 64 to 128 pixels crash, 12 and 16 and
+    48-pixel maps do not). Such layers appear only in narrow custom networks (width <= 8) at large inputs."""
+    channels, spatial = x.shape[-1], x.shape[1:3]
+    if (kernel_size == 1 and stride > 1 and channels is not None and channels <= 8
+            and any(size is None or size >= 64 for size in spatial)
+            and keras.backend.backend() == "tensorflow" and os.environ.get("TF_ENABLE_ONEDNN_OPTS") != "0"):
+        warnings.warn(
+            f"A 1x1 stride-{stride} convolution with {channels} input channels on {tuple(spatial)} maps: "
+            "TensorFlow 2.21's oneDNN kernels crash when training it (a TensorFlow bug). Use a width of at least "
+            "12, smaller inputs, or set TF_ENABLE_ONEDNN_OPTS=0 before TensorFlow starts.", stacklevel=3)
+
+
 def symmetric_padding(x, kernel_size, *, name):
     """Zero-pad (k - 1) // 2 pixels on every side, for a strided conv that then uses "valid".
 
@@ -201,6 +218,7 @@ def conv_bn(
     if padding == "same" and stride > 1 and kernel_size > 1:
         x = symmetric_padding(x, kernel_size, name=f"{prefix}_pad{index}")
         padding = "valid"
+    _warn_about_narrow_strided_1x1(x, kernel_size, stride)
     x = layers.Conv2D(
         filters,
         kernel_size,

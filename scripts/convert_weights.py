@@ -114,7 +114,7 @@ def compare_with_pytorch(model, source, size, images=2):
            f"images)", float(np.abs(got - expected).max())
 
 
-def main(argv=None):
+def build_parser():
     parser = ArgumentParser(description=__doc__)
     parser.add_argument("source", help="a torchvision/timm state dict (.safetensors, .pth) or a keras.applications "
                                        ".h5 file")
@@ -125,7 +125,11 @@ def main(argv=None):
                                                  "(default for state dicts: torchvision-v1)")
     parser.add_argument("--image-size", type=int, default=224, help="the model's input size (default: 224)")
     parser.add_argument("--no-compare", action="store_true", help="skip the comparison with PyTorch")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     if args.image_size < 32:
         raise ValueError(f"image_size must be at least 32 (the network downsamples by 32). "
                          f"Received: image_size={args.image_size}")

@@ -84,3 +84,41 @@ def no_traceback(result, code=2):
     assert "Traceback" not in result.stderr and lines and lines[-1].startswith("error: "), result.stderr[-2000:]
     assert sum(line.startswith("error: ") for line in lines) == 1, result.stderr[-2000:]
     return lines[-1]
+
+
+def run_main(name, *args, cwd=None):
+    """Run scripts/<name>'s main(args) in this process, as the shell would see it: returns a result with
+    returncode, stdout and stderr, the exit code and one-line error decided by keras_resnet.cli (as
+    run_cli does). Saves a TensorFlow start per call; `script` runs a real process where one is needed."""
+    import contextlib
+    import importlib.util
+    import io
+    import types
+
+    import keras
+
+    from keras_resnet import cli
+
+    spec = importlib.util.spec_from_file_location(f"script_{name[:-3]}", os.path.join(ROOT, "scripts", name))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    previous = os.getcwd()
+    if cwd is not None:
+        os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                module.main([str(a) for a in args])
+            except SystemExit as stop:  # argparse: --help, or a flag of the wrong type
+                code = stop.code or 0
+            except Exception as error:
+                code = cli.exit_code(error)
+                if code is None:
+                    raise
+                print(f"error: {cli.one_line(error)}", file=err)
+    finally:
+        os.chdir(previous)
+        keras.backend.clear_session()
+        keras.mixed_precision.set_global_policy("float32")
+    return types.SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())

@@ -178,3 +178,17 @@ def test_strided_conv_windows_are_centred_on_even_pixels(rng):
     model.get_layer("b_bn1").set_weights([np.ones(3), np.zeros(3), np.zeros(3), np.ones(3) - 1e-5])  # identity
     x = rng.normal(size=(2, 8, 8, 3)).astype("float32")
     np.testing.assert_allclose(np.asarray(model(x, training=False)), x[:, ::2, ::2], rtol=1e-5, atol=1e-6)
+
+
+def test_narrow_strided_projections_warn_about_the_tensorflow_crash():
+    """Training a 1x1 stride-2 conv with <= 8 input channels on maps of 64+ pixels crashes TF 2.21's oneDNN
+    kernels (a segmentation fault, measured): the builders say so instead of letting the process die."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        block_model(basic_block, (64, 64, 4), 8, stride=2, shortcut="B")
+        block_model(basic_block, (32, 32, 4), 8, stride=2, shortcut="B")  # small maps: fine
+        block_model(basic_block, (64, 64, 16), 32, stride=2, shortcut="B")  # wide enough: fine
+    messages = [str(w.message) for w in caught if "oneDNN" in str(w.message)]
+    assert len(messages) == 1 and "1x1 stride-2 convolution with 4 input channels on (64, 64) maps" in messages[0]

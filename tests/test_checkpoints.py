@@ -108,3 +108,37 @@ def test_own_keras_and_weights_files_with_or_without_the_head(tmp_path, rng):
         tiny(stage_repeats=(2, 1, 1, 1), weights=str(tmp_path / "source.weights.h5"))
     with pytest.raises(FileNotFoundError, match="missing.keras"):
         tiny(weights=str(tmp_path / "missing.keras"))
+
+
+def test_damaged_and_hostile_model_files_are_one_line_errors_and_run_nothing(tmp_path):
+    """A truncated .keras, a file that is not one, a Lambda layer that safe mode refuses (its code would
+    write a marker file), and a broken .h5: each a ValueError naming the argument, nothing executed."""
+    from conftest import no_traceback, run_main
+
+    good = tiny()
+    good.save(tmp_path / "good.keras")
+    (tmp_path / "truncated.keras").write_bytes((tmp_path / "good.keras").read_bytes()[:3000])
+    (tmp_path / "text.keras").write_text("not a model")
+    marker = tmp_path / "ran"
+    inputs = keras.Input((4,))
+    payload = eval(f"lambda x: x + 0 * len(open({str(marker)!r}, 'w').name)")  # writes the marker if it runs
+    hostile = keras.Model(inputs, keras.layers.Lambda(payload)(inputs))
+    hostile.save(tmp_path / "hostile.keras")
+    marker.unlink()  # building the model ran the lambda once; loading it must not
+    (tmp_path / "broken.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
+    for name, message in (("truncated.keras", "is not a .keras file \\(not a zip archive; truncated"),
+                          ("text.keras", "is not a .keras file"),
+                          ("hostile.keras", "could not be loaded as a Keras model")):
+        with pytest.raises(ValueError, match=message):
+            kr.build_resnet(stage_repeats=(1, 1, 1, 1), block_type="basic", width=4, input_shape=(SIZE, SIZE, 3),
+                            num_classes=5, weights=str(tmp_path / name))
+    with pytest.raises(ValueError, match="broken.h5' is not a readable HDF5 weights file"):
+        kr.build_resnet(50, include_top=False, input_shape=(SIZE, SIZE, 3), weights=str(tmp_path / "broken.h5"))
+    assert not marker.exists()
+    for name in ("truncated.keras", "hostile.keras"):
+        line = no_traceback(run_main("export.py", tmp_path / name, "--export-dir", tmp_path / "out"))
+        assert f"source='{tmp_path / name}'" in line
+        line = no_traceback(run_main("train.py", "--init-from", tmp_path / name, "--quiet", "--run-dir",
+                                     tmp_path / "run"))
+        assert f"init_from='{tmp_path / name}'" in line
+    assert not marker.exists() and not (tmp_path / "out").exists() and not (tmp_path / "run").exists()

@@ -5,7 +5,7 @@ import os
 import keras
 import numpy as np
 import pytest
-from conftest import no_traceback, script
+from conftest import no_traceback, run_main
 
 from keras_resnet import analysis, baselines, registry
 
@@ -56,25 +56,25 @@ def test_small_baselines_train_on_small_images():
 
 
 def test_summary_script_tables(tmp_path):
-    done = script("summary.py", "--all", "--models", "resnet20", "resnet32", "--out", tmp_path / "t1.md")
+    done = run_main("summary.py", "--all", "--models", "resnet20", "resnet32", "--out", tmp_path / "t1.md")
     assert done.returncode == 0, done.stderr[-2000:]
     text = (tmp_path / "t1.md").read_text()
     assert "| stage2 | 32x32 | [3x3, 16; 3x3, 16] x 3 | [3x3, 16; 3x3, 16] x 5 |" in text
     assert "| parameters |  | 269,722 | 464,154 |" in text
-    done = script("summary.py", "--baselines", "--models", "lenet5", "alexnet", "googlenet", "--out",
+    done = run_main("summary.py", "--baselines", "--models", "lenet5", "alexnet", "googlenet", "--out",
                   tmp_path / "depth.md")
     assert done.returncode == 0, done.stderr[-2000:]
     lines = (tmp_path / "depth.md").read_text().splitlines()
     assert "| lenet5 | 32x32x1 | 5 | 61,706 | 0.42e6 |" in lines
     assert "| googlenet | 224x224x3 | 22 | 6,624,904 | 1.498e9 |" in lines
-    assert "--all or --baselines" in no_traceback(script("summary.py"))
-    assert "out must be a file path, not a folder" in no_traceback(script("summary.py", "resnet20", "--out", tmp_path))
-    assert "Unknown model name 'vgg99'" in no_traceback(script("summary.py", "--baselines", "--models", "vgg99"))
+    assert "--all or --baselines" in no_traceback(run_main("summary.py"))
+    assert "out must be a file path, not a folder" in no_traceback(run_main("summary.py", "resnet20", "--out", tmp_path))
+    assert "Unknown model name 'vgg99'" in no_traceback(run_main("summary.py", "--baselines", "--models", "vgg99"))
     assert "[3/3] building googlenet" in done.stderr  # progress while the big models build
 
 
 def test_degradation_script_writes_plot_and_table(tmp_path):
-    done = script("degradation.py", "--depths", 8, 20, "--epochs", 2, "--model-arg", "width=4",
+    done = run_main("degradation.py", "--depths", 8, 20, "--epochs", 2, "--model-arg", "width=4",
                   "--out-dir", tmp_path / "deg")
     assert done.returncode == 0, done.stderr[-3000:]
     table = (tmp_path / "deg" / "results.md").read_text()
@@ -86,10 +86,10 @@ def test_degradation_script_writes_plot_and_table(tmp_path):
 
 
 def test_shortcuts_script_table(tmp_path):
-    done = script("shortcuts.py", "--model", "resnet8", "--epochs", 1, "--model-arg", "width=4",
+    done = run_main("shortcuts.py", "--model", "resnet8", "--epochs", 1, "--model-arg", "width=4",
                   "--out-dir", tmp_path / "sc")
     assert done.returncode == 0, done.stderr[-3000:]
     rows = [line.split("|") for line in (tmp_path / "sc" / "results.md").read_text().splitlines()[2:]]
     params = {row[1].strip(): int(row[2].strip().replace(",", "")) for row in rows}
     assert list(params) == ["A", "B", "C"] and params["A"] < params["B"] < params["C"]
-    assert "options must be distinct among" in no_traceback(script("shortcuts.py", "--options", "D"))
+    assert "options must be distinct among" in no_traceback(run_main("shortcuts.py", "--options", "D"))

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import no_traceback, randomize_batchnorm, script
+from conftest import no_traceback, randomize_batchnorm, run_main
 
 import keras_resnet as kr
 from keras_resnet import export, images as images_lib
@@ -237,23 +237,23 @@ def test_export_script_survives_a_kill_and_counts_versions(tmp_path):
     process.wait()
     assert export.existing_versions(str(out / "r18")) == []  # no version for a server to pick up
 
-    done = script("export.py", source / "model.keras", "--export-dir", out)
+    done = run_main("export.py", source / "model.keras", "--export-dir", out)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.startswith(f"exported {source / 'model.keras'} -> {out / 'r18' / '1'}\n")
-    again = script("export.py", source / "model.keras", "--export-dir", out)  # nothing changed: no new version
+    again = run_main("export.py", source / "model.keras", "--export-dir", out)  # nothing changed: no new version
     assert again.stdout.startswith(f"exported {source / 'model.keras'} -> {out / 'r18' / '1'} (unchanged")
     assert export.existing_versions(str(out / "r18")) == [1]
     assert export.read_labels(str(out / "r18" / "1" / "labels.txt")) == CLASSES
-    refused = script("export.py", source / "model.keras", "--export-dir", out, "--version", 1)
+    refused = run_main("export.py", source / "model.keras", "--export-dir", out, "--version", 1)
     assert "--overwrite" in no_traceback(refused)
-    assert "nothing.keras" in no_traceback(script("export.py", tmp_path / "nothing.keras"))
-    assert "name='../x'" in no_traceback(script("export.py", source / "model.keras", "--name", "../x"))
+    assert "nothing.keras" in no_traceback(run_main("export.py", tmp_path / "nothing.keras"))
+    assert "name='../x'" in no_traceback(run_main("export.py", source / "model.keras", "--name", "../x"))
     # A run directory's config names the export; a hostile model name there must not escape either.
     (source / "config.json").write_text(json.dumps({"model": "../../x", "dataset": "digits"}))
-    escaped = script("export.py", source / "model.keras", "--export-dir", out)
+    escaped = run_main("export.py", source / "model.keras", "--export-dir", out)
     assert "name='../../x-digits'" in no_traceback(escaped)
     (source / "config.json").write_text(json.dumps({"model": "r18", "export_name": "/abs"}))
-    assert "name='/abs'" in no_traceback(script("export.py", source / "model.keras", "--export-dir", out))
+    assert "name='/abs'" in no_traceback(run_main("export.py", source / "model.keras", "--export-dir", out))
     assert sorted(os.listdir(out)) == ["r18"] and not os.path.exists(tmp_path / "x-digits")
 
 
@@ -267,7 +267,7 @@ def test_predict_script_with_keras_model_and_saved_model(model, exported, tmp_pa
         files.append(path)
     decoded = np.stack([images_lib.decode_and_resize(p.read_bytes(), (SIZE, SIZE)).numpy() for p in files])
     expected = reference(model, decoded)
-    outputs = [script("predict.py", source, *files, "--top-k", 2)
+    outputs = [run_main("predict.py", source, *files, "--top-k", 2)
                for source in (tmp_path / "tiny.keras", os.path.dirname(exported[False]))]
     assert f"model: {tmp_path / 'tiny.keras'} (Keras model)" in outputs[0].stderr
     assert f"model: {exported[False]} (version 1 of [1])" in outputs[1].stderr  # which version answered
@@ -279,10 +279,10 @@ def test_predict_script_with_keras_model_and_saved_model(model, exported, tmp_pa
             best = np.argsort(-probabilities)[:2]
             assert line == f"{path}: " + ", ".join(f"{CLASSES[c]} ({probabilities[c]:.3f})" for c in best)
     (tmp_path / "bad.png").write_bytes(b"not an image")
-    bad = script("predict.py", tmp_path / "tiny.keras", files[0], tmp_path / "bad.png")
+    bad = run_main("predict.py", tmp_path / "tiny.keras", files[0], tmp_path / "bad.png")
     assert "bad.png' is not a JPEG, PNG, BMP or GIF image" in no_traceback(bad)
     (tmp_path / "bomb.png").write_bytes(tf.io.encode_png(np.zeros((300, 300, 3), "uint8")).numpy())
-    bomb = script("predict.py", tmp_path / "tiny.keras", tmp_path / "bomb.png", "--max-pixels", 10_000)
+    bomb = run_main("predict.py", tmp_path / "tiny.keras", tmp_path / "bomb.png", "--max-pixels", 10_000)
     assert "300x300 pixels, over the limit max_pixels=10000" in no_traceback(bomb)
 
 

@@ -13,6 +13,7 @@ determinism, `make`) run as subprocesses.
 import contextlib
 import importlib.util
 import io
+import json
 import os
 import re
 import shlex
@@ -34,7 +35,8 @@ TINY = "--model-arg width=4"
 #   ("make", extra): `make -n` shows the target runs scripts/train.py with the README's ARGS; then that
 #                    command runs with `extra` appended;
 #   ("fails", text): must exit 2 at once with `text` in its one-line error;
-#   ("elsewhere", where): run by another test;       ("not here", why): needs a server this machine lacks.
+#   ("elsewhere", where): run by another test;       ("not here", why): needs a server this machine lacks;
+#   ("slow", extra): "run", but minutes even with tiny settings: marked slow (`make test-all`).
 PLAN = {
     "make train": ("make", "--epochs 2"),
     "make test": ("elsewhere", "this suite is `make test`; CI runs it from a clean clone"),
@@ -61,13 +63,13 @@ PLAN = {
     "python scripts/transfer.py --init-from runs/resnet20-digits-0-4 --dataset digits:5-9 --train-per-class 5 "
     "--batch-size 10 --transfer-mode partial --trainable-from stage4": ("run", "--epochs 2"),
     "python scripts/transfer.py --init-from runs/resnet20-digits-0-4 --dataset digits:5-9 --transfer-mode partial "
-    "--trainable-blocks 2": ("run", "--epochs 1"),
+    "--trainable-blocks 2 --learning-rate 0.01": ("run", "--epochs 1"),
     "python scripts/transfer.py --init-from imagenet --model resnet50 --dataset folder:/data/flowers --image-size 224 "
     "--transfer-mode head --head-hidden-units 256": ("fails", "init_from='imagenet': the ImageNet weights of ResNet-50 "
                                                               "are not cached and the network is unreachable"),
     "python scripts/transfer.py --init-from ...": ("not here", "a placeholder"),
-    "python scripts/transfer_demo.py": ("run", "--model resnet8 --model-arg width=4 --pretrain-epochs 1 --epochs 1 "
-                                               "--seeds 0"),
+    "python scripts/transfer_demo.py":
+        ("elsewhere", "test_transfer.py::test_transfer_demo_script_writes_table_and_plot (tiny settings)"),
     "python scripts/tune.py": ("run", "--max-trials 1 --epochs 1 --space model=resnet8 --model-arg width=4 "
                                       "--quiet --directory runs/tuning-bare"),
     "python scripts/tune.py --max-trials 10 --epochs 10": ("run", f"--max-trials 1 --epochs 1 {TINY} --quiet"),
@@ -84,21 +86,41 @@ PLAN = {
         ("elsewhere", "test_tuning.py::test_chief_and_two_workers_split_one_search"),
     "KERASTUNER_TUNER_ID=tuner1 python scripts/tune.py --max-trials 20 &":
         ("elsewhere", "test_tuning.py::test_chief_and_two_workers_split_one_search"),
-    "python scripts/degradation.py": ("run", f"--depths 8 20 --epochs 1 {TINY}"),
-    "python scripts/shortcuts.py": ("run", f"--model resnet8 --epochs 1 {TINY}"),
-    "python scripts/summary.py --all": ("run", "--models resnet18 resnet34"),
-    "python scripts/summary.py --baselines": ("run", "--models lenet5 resnet18"),
+    "python scripts/degradation.py":
+        ("elsewhere", "test_experiments.py::test_degradation_script_writes_plot_and_table (tiny settings)"),
+    "python scripts/shortcuts.py": ("elsewhere", "test_experiments.py::test_shortcuts_script_table (tiny settings)"),
+    "python scripts/summary.py --all": ("elsewhere", "test_experiments.py::test_summary_script_tables (--models)"),
+    "python scripts/summary.py --baselines": ("elsewhere", "test_experiments.py::test_summary_script_tables"),
     "python scripts/benchmark.py": ("run", "--model resnet20 --input-size 32 --batch-size 2 --warmup 1 --repeats 1"),
     "python scripts/benchmark.py --compare keras-applications --json bench.json":
         ("run", "--input-size 32 --batch-size 2 --warmup 1 --repeats 1"),
-    "python scripts/benchmark.py --all --rounds 3": ("run", "--rounds 1 --model resnet50 --input-size 32 "
-                                                            "--depth-input-size 32 --batch-size 2 --warmup 0 "
-                                                            "--repeats 1"),
+    "python scripts/benchmark.py --all --rounds 3": ("slow", "--rounds 1 --model resnet50 --input-size 32 "
+                                                             "--depth-input-size 32 --batch-size 2 --warmup 0 "
+                                                             "--repeats 1"),
     "python scripts/benchmark.py --no-throughput --depth-scaling --jit-compile":
         ("elsewhere", "test_benchmark.py (XLA compiles of ResNet-18..152 take minutes on a CPU)"),
     "KERAS_BACKEND=jax python scripts/benchmark.py --precision mixed_bfloat16 --batch-size 256 --jit-compile":
         ("subprocess", "--model resnet8 --input-size 8 --batch-size 4 --warmup 1 --repeats 1"),
+    "python -c \"import torch, torchvision; torch.save(torchvision.models.resnet50(weights='IMAGENET1K_V2')"
+    ".state_dict(), 'resnet50_v2.pth')\"": ("not here", "downloads the published weights: the workspace has "
+                                                        "random weights in these files' layouts instead"),
+    "python -c \"import torchvision; from safetensors.torch import save_file; save_file(torchvision.models.resnet18("
+    "weights='IMAGENET1K_V1').state_dict(), 'resnet18_v1.safetensors')\"": ("not here", "downloads the weights"),
+    "python -c \"from huggingface_hub import hf_hub_download; print(hf_hub_download('timm/resnet50.a1_in1k', "
+    "'model.safetensors'))\"": ("not here", "downloads the weights"),
+    "python scripts/convert_weights.py resnet50_v2.pth resnet50_v2.keras --eval-transform torchvision-v2":
+        ("run", "--image-size 64"),
+    "python scripts/convert_weights.py resnet50_a1/model.safetensors resnet50_a1.keras --eval-transform timm-a1":
+        ("run", "--image-size 64"),
+    "python scripts/convert_weights.py resnet50_weights_tf_dim_ordering_tf_kernels.h5 resnet50_keras.keras":
+        ("run", "--image-size 64"),
+    "python scripts/export.py resnet50_v2.keras --name resnet50-imagenet": ("run", ""),
+    "python scripts/predict.py resnet50_v2.keras cat.jpg": ("run", ""),
+    "python scripts/transfer.py --init-from resnet50_v2.safetensors --model resnet50 --dataset folder:/data/flowers "
+    "--image-size 224 --transfer-mode partial --trainable-from stage5":
+        ("run", "--image-size 32 --epochs 1 --batch-size 32"),
     "python scripts/export.py RUN_OR_KERAS": ("not here", "a placeholder"),
+    "python scripts/convert_weights.py SRC OUT.keras": ("not here", "a placeholder"),
     "python scripts/predict.py MODEL IMAGE...": ("not here", "a placeholder"),
     "python scripts/export.py runs/resnet20-digits": ("run", ""),
     "python scripts/export.py runs/resnet20-digits/final.keras --name digits-top3 --version 3 --overwrite --top-k 3":
@@ -168,15 +190,39 @@ def workspace(tmp_path_factory):
                 root / "flowers" / name / f"{i}.png")
     digit = data.digits_arrays()["test"][0][0][..., 0]
     Image.fromarray(digit).save(root / "digit.png")
+    Image.fromarray(rng.integers(0, 256, (180, 240, 3), dtype="uint8")).save(root / "cat.jpg")
     os.makedirs(root / "home")
-    app = keras.applications.ResNet50(weights=None, include_top=False, input_shape=(64, 64, 3))
-    with h5py.File(root / "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5", "w") as f:
-        legacy_h5_format.save_weights_to_hdf5_group(f, app)
+    for top, name in ((False, "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+                      (True, "resnet50_weights_tf_dim_ordering_tf_kernels.h5")):
+        app = keras.applications.ResNet50(weights=None, include_top=top, input_shape=(64, 64, 3))
+        with h5py.File(root / name, "w") as f:
+            legacy_h5_format.save_weights_to_hdf5_group(f, app)
     keras.backend.clear_session()
+    _torch_weights(root)
     previous = os.getcwd()
     os.chdir(root)
     yield root
     os.chdir(previous)
+
+
+def _torch_weights(root):
+    """The pretrained-weight files the README names, in their publishers' layouts with random weights:
+    torchvision's resnet50 (.pth and .safetensors) and resnet18 (.safetensors), timm's resnet50."""
+    sys.modules.setdefault("triton", None)  # see test_torch_parity: torch's triton must not load after TF
+    import timm
+    import torch
+    import torchvision
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    resnet50 = torchvision.models.resnet50().state_dict()
+    torch.save(resnet50, root / "resnet50_v2.pth")
+    save_file({k: v.contiguous() for k, v in resnet50.items()}, root / "resnet50_v2.safetensors")
+    save_file({k: v.contiguous() for k, v in torchvision.models.resnet18().state_dict().items()},
+              root / "resnet18_v1.safetensors")
+    os.makedirs(root / "resnet50_a1")
+    save_file({k: v.contiguous() for k, v in timm.create_model("resnet50").state_dict().items()},
+              root / "resnet50_a1" / "model.safetensors")
 
 
 def _argv(command, extra, root):
@@ -239,12 +285,14 @@ def _subprocess(command, extra, root):
     return result.returncode, result.stdout, result.stderr
 
 
-RUNNABLE = [c for c in readme_commands() if c in PLAN and PLAN[c][0] in ("run", "subprocess", "fails", "make")]
+RUNNABLE = [pytest.param(c, marks=[pytest.mark.slow] if PLAN[c][0] == "slow" else [], id=c[:70])
+            for c in readme_commands() if c in PLAN and PLAN[c][0] in ("run", "subprocess", "fails", "make", "slow")]
 
 
-@pytest.mark.parametrize("command", RUNNABLE, ids=[c[:70] for c in RUNNABLE])
+@pytest.mark.parametrize("command", RUNNABLE)
 def test_readme_command(workspace, command, monkeypatch):
     how, extra = PLAN[command]
+    how = "run" if how == "slow" else how
     monkeypatch.setenv("HOME", str(workspace / "home"))
     monkeypatch.setattr(network, "online", lambda *a, **k: False)  # CI is offline: make it so everywhere
     if how == "make":
@@ -270,6 +318,10 @@ def test_readme_commands_did_what_the_readme_says(workspace):
     assert os.path.exists("runs/resnet20-folder-data-flowers/metrics.json") or any(
         name.startswith("resnet20-folder") for name in os.listdir("runs"))
     assert os.path.exists("bench.json")
+    from keras_resnet.specs import eval_transform_for
+
+    card = json.load(open("saved_models/resnet50-imagenet/1/export.json"))  # converted at --image-size 64
+    assert card["eval_transform"]["resize"] == eval_transform_for("torchvision-v2", (64, 64))["resize"]
 
 
 SNIPPETS = readme_snippets()

@@ -12,7 +12,7 @@ import subprocess
 import keras
 import numpy as np
 import pytest
-from conftest import TINY_ARGS, kill_at, no_traceback, script, start_script
+from conftest import TINY_ARGS, kill_at, no_traceback, run_main, script, start_script
 
 from keras_resnet import callbacks, config, runs, training
 from keras_resnet.files import CorruptFileError
@@ -88,12 +88,12 @@ def test_a_second_process_on_the_run_is_refused_with_the_holders_pid(tmp_path):
 
 
 def test_a_command_that_fails_validation_leaves_no_run_directory(tmp_path):
-    bad = script("train.py", *TINY_ARGS, "--batch-size", 5000, "--quiet", cwd=tmp_path)
+    bad = run_main("train.py", *TINY_ARGS, "--batch-size", 5000, "--quiet", cwd=tmp_path)
     assert "batch_size must not exceed the 1257 training images. Received: batch_size=5000" in no_traceback(bad)
-    bad = script("train.py", *TINY_ARGS, "--init-from", "missing.keras", "--quiet", cwd=tmp_path)
+    bad = run_main("train.py", *TINY_ARGS, "--init-from", "missing.keras", "--quiet", cwd=tmp_path)
     assert "init_from='missing.keras'" in no_traceback(bad)
     assert not os.path.exists(tmp_path / "runs") and not os.path.exists(tmp_path / "saved_models")
-    good = script("train.py", *TINY_ARGS, "--epochs", 1, "--quiet", cwd=tmp_path)
+    good = run_main("train.py", *TINY_ARGS, "--epochs", 1, "--quiet", cwd=tmp_path)
     assert good.returncode == 0, good.stderr[-2000:]
     assert os.path.exists(tmp_path / "runs" / "resnet8-digits" / "metrics.json")
 
@@ -212,10 +212,10 @@ def test_a_full_disk_is_one_line_and_keeps_the_previous_backup(tmp_path):
 
 def test_experiment_scripts_refuse_zero_epochs_and_leave_nothing(tmp_path):
     for name in ("degradation.py", "shortcuts.py"):
-        result = script(name, "--epochs", 0, cwd=tmp_path)
+        result = run_main(name, "--epochs", 0, cwd=tmp_path)
         assert "epochs must be a positive integer. Received: epochs=0" in no_traceback(result)
-    result = script("degradation.py", "--depths", 20, 21, cwd=tmp_path)
+    result = run_main("degradation.py", "--depths", 20, 21, cwd=tmp_path)
     assert "6n+2" in no_traceback(result) and "Received: depths=[20, 21]" in result.stderr
-    result = script("degradation.py", "--dataset", "tfds:cifar10", "--data-dir", tmp_path / "tfds", cwd=tmp_path)
+    result = run_main("degradation.py", "--dataset", "tfds:cifar10", "--data-dir", tmp_path / "tfds", cwd=tmp_path)
     assert "is not prepared" in no_traceback(result) and "--download" in result.stderr
     assert not os.path.exists(tmp_path / "runs")

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import no_traceback
+from conftest import no_traceback, run_main
 
 from keras_resnet import tuning
 
@@ -89,7 +89,7 @@ def test_invalid_search_spaces_are_named(space, match):
     (["--project-name", "../x"], "project_name must be a single folder name"),
 ])
 def test_bad_settings_fail_before_any_trial(tmp_path, args, match):
-    done = tune(*args, "--directory", tmp_path / "t")
+    done = run_main("tune.py", *args, "--directory", tmp_path / "t")
     assert match in no_traceback(done)
     assert not os.path.exists(tmp_path / "t")
 
