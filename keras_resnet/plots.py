@@ -77,8 +77,8 @@ def plot_bars(labels, values, path, title=None, ylabel=None, ylim=(0, 1), errors
     ax.set_ylim(ylim[0], max(ylim[1], high * 1.12))
     ax.set_ylabel(ylabel or "")
     ax.grid(alpha=0.3, axis="y")
-    if errors and error_label:
-        ax.legend(loc="lower right")
+    if errors and error_label:  # below the axis, where no bar can hide it
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), frameon=False)
     if title:
         ax.set_title(title, fontsize=10)
     _save(figure, path)

@@ -10,9 +10,6 @@ the shell splits it) to keep the suite fast; those that need another process (an
 determinism, `make`) run as subprocesses.
 """
 
-import contextlib
-import importlib.util
-import io
 import json
 import os
 import re
@@ -23,9 +20,9 @@ import sys
 import keras
 import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import ROOT, run_main
 
-from keras_resnet import cli, data, network
+from keras_resnet import data, network
 
 README = open(os.path.join(ROOT, "README.md")).read()
 TINY = "--model-arg width=4"
@@ -232,32 +229,10 @@ def _argv(command, extra, root):
     return [home + w[1:] if w.startswith("~") else w.replace("/data/flowers", str(root / "flowers")) for w in words]
 
 
-def _load(script):
-    spec = importlib.util.spec_from_file_location(f"readme_{script[:-3]}", os.path.join(ROOT, "scripts", script))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _in_process(argv):
-    """Run scripts/<argv[1]> main(argv[2:]) here; returns (exit code, stdout, stderr) as the shell would see."""
-    module = _load(os.path.basename(argv[1]))
-    out, err = io.StringIO(), io.StringIO()
-    code = 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            module.main(argv[2:])
-        except SystemExit as stop:  # argparse: --help, or a flag of the wrong type
-            code = stop.code or 0
-        except Exception as error:
-            code = cli.exit_code(error)
-            if code is None:
-                raise
-            print(f"error: {cli.one_line(error)}", file=err)
-        finally:
-            keras.backend.clear_session()
-            keras.mixed_precision.set_global_policy("float32")
-    return code, out.getvalue(), err.getvalue()
+    """Run scripts/<argv[1]> main(argv[2:]) here (conftest.run_main); returns (exit code, stdout, stderr)."""
+    result = run_main(os.path.basename(argv[1]), *argv[2:])
+    return result.returncode, result.stdout, result.stderr
 
 
 def _make_command(command):
