@@ -48,6 +48,37 @@ def median_after_warmup(times, warmup):
     return statistics.median(timed)
 
 
+def time_calls(function, inputs, warmup=2, repeats=5):
+    """Median seconds of `function(inputs)` over `repeats` calls after `warmup` untimed ones."""
+    times = []
+    for _ in range(warmup + repeats):
+        start = time.perf_counter()
+        function(inputs)
+        times.append(time.perf_counter() - start)
+    return median_after_warmup(times, warmup)
+
+
+def resident_memory():
+    """(current, peak) resident memory of this process in bytes from /proc (Linux), else (None, None)."""
+    try:
+        with open("/proc/self/status") as f:
+            fields = dict(line.split(":", 1) for line in f if ":" in line)
+        return int(fields["VmRSS"].split()[0]) * 1024, int(fields["VmHWM"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return None, None
+
+
+def reset_peak_memory():
+    """Start a new peak (`resident_memory()[1]`) from the current resident memory (Linux >= 4.0), so a
+    measurement's peak is its own and not the process's so far; False where that is not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
 def peak_memory():
     """Peak memory so far: process RSS in bytes on CPU; with JAX on a GPU, the device's peak too."""
     result = {"peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}

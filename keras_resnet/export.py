@@ -171,7 +171,7 @@ def fold_batchnorm_into_convs(model):
 # --- signatures ---------------------------------------------------------------------------
 
 
-def _input_size(model, image_size):
+def input_size(model, image_size=None):
     """(height, width, channels) that the signatures resize to."""
     _, height, width, channels = model.input_shape
     if image_size is not None:
@@ -189,7 +189,7 @@ def serving_transform(model, image_size=None):
     transform = getattr(model, "eval_transform", None)
     if transform is None:
         return None
-    height, width, _ = _input_size(model, image_size)
+    height, width, _ = input_size(model, image_size)
     return eval_transform_for(transform, (height, width))
 
 
@@ -205,7 +205,7 @@ def serving_functions(model, *, top_k=DEFAULT_TOP_K, class_names=None, image_siz
     The functions check each request (module doc), then run `model` in inference mode on raw
     images of any size, resized in the graph (with the model's evaluation transform, if it has one).
     """
-    height, width, channels = _input_size(model, image_size)
+    height, width, channels = input_size(model, image_size)
     transform = serving_transform(model, image_size)
     num_classes = int(model.output_shape[-1])
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
@@ -310,13 +310,14 @@ def read_card(version_folder):
 
 
 def _check_same_task(model_dir, card, name):
-    """Refuse to put a model with other classes or another input under `name`."""
+    """Refuse to put a model with other classes, another input or another format under `name`."""
     versions = existing_versions(model_dir)
     latest = read_card(os.path.join(model_dir, str(versions[-1]))) if versions else None
     if not latest:
         return None
+    latest = {"format": "saved_model", **latest}  # cards written before other formats existed
     for key, what in (("num_classes", "classes"), ("channels", "input channels"), ("class_names", "class names"),
-                      ("input_size", "input size")):
+                      ("input_size", "input size"), ("format", "format")):
         if latest.get(key) != card[key]:
             raise ValueError(
                 f"{model_dir} holds another task (version {versions[-1]}: {what} {latest.get(key)!r}); this model "
@@ -324,6 +325,60 @@ def _check_same_task(model_dir, card, name):
                 f"Received: name={name!r}"
             )
     return versions[-1], latest
+
+
+def serving_settings(model, *, top_k=DEFAULT_TOP_K, class_names=None, image_size=None,
+                     max_pixels=images_lib.DEFAULT_MAX_PIXELS, fold_batchnorm=False):
+    """What an export serves besides the weights (the fingerprint hashes both): k, labels, sizes, limits."""
+    input_size(model, image_size)  # a model of any size needs image_size: say so first
+    transform = serving_transform(model, image_size)
+    settings = {"top_k": top_k, "fold_batchnorm": bool(fold_batchnorm), "image_size": image_size,
+                "max_pixels": int(max_pixels), "class_names": list(map(str, class_names)) if class_names else None}
+    if transform is not None:  # only then: the fingerprints of exports without one stay as they were
+        settings["eval_transform"] = {**transform, "crop": list(transform["crop"])}
+    return settings
+
+
+def model_card(model, name, settings, *, image_size=None, source=None, format="saved_model", **fields):
+    """The export.json of a new version: the task (classes, labels, input), the serving settings, the
+    fingerprint of `model` and `settings`, and `fields` (a format's own entries)."""
+    height, width, channels = input_size(model, image_size)
+    card = {
+        "name": name, "model": model.name, "format": format, "num_classes": int(model.output_shape[-1]),
+        "channels": channels, "input_size": [height, width], "class_names": settings["class_names"],
+        "top_k": settings["top_k"], "fold_batchnorm": settings["fold_batchnorm"], "max_pixels": settings["max_pixels"],
+        "source": source, "eval_transform": settings.get("eval_transform"),
+        "fingerprint": fingerprint(model, settings), "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    card.update(fields)
+    return card
+
+
+def existing_export(model_dir, card, name, version=None, overwrite=False):
+    """The version folder that already holds this export (same fingerprint, `version` None), else None.
+
+    Refuses (ValueError) a model of another task or format under `name`, unless `overwrite`.
+    """
+    if overwrite:
+        return None
+    latest = _check_same_task(model_dir, card, name)
+    if version is None and latest and latest[1].get("fingerprint") == card["fingerprint"]:
+        return os.path.join(model_dir, str(latest[0]))
+    return None
+
+
+def write_labels_and_card(folder, card, class_names):
+    """labels.txt (when the class names are known) and export.json into a version folder being written."""
+    if class_names:
+        with open(os.path.join(folder, "labels.txt"), "w") as f:
+            f.write("\n".join(map(str, class_names)) + "\n")
+    with open(os.path.join(folder, "export.json"), "w") as f:
+        json.dump(card, f, indent=2)
+
+
+def check_export_dir(export_dir):
+    if os.path.exists(export_dir) and not os.path.isdir(export_dir):
+        raise NotADirectoryError(f"export_dir must be a folder. Received: export_dir={export_dir!r} (a file)")
 
 
 def export_saved_model(
@@ -344,29 +399,18 @@ def export_saved_model(
     `fold_batchnorm=True` serves the BN-folded copy (`fold_batchnorm_into_convs`); `model.keras`
     beside it is always the model as trained. With `version=None`, a model that the latest version
     already holds (same weights and settings) is not exported again: its folder is returned.
+    Other formats (ONNX, OpenVINO, LiteRT, int8): `keras_resnet.runtimes.export_model`.
     """
     name = check_folder_name(name or model.name, "name")
-    if os.path.exists(export_dir) and not os.path.isdir(export_dir):
-        raise NotADirectoryError(f"export_dir must be a folder. Received: export_dir={export_dir!r} (a file)")
-    height, width, channels = _input_size(model, image_size)
-    transform = serving_transform(model, image_size)
-    settings = {"top_k": top_k, "fold_batchnorm": bool(fold_batchnorm), "image_size": image_size,
-                "max_pixels": int(max_pixels), "class_names": list(map(str, class_names)) if class_names else None}
-    if transform is not None:  # only then: the fingerprints of exports without one stay as they were
-        settings["eval_transform"] = {**transform, "crop": list(transform["crop"])}
-    card = {
-        "name": name, "model": model.name, "num_classes": int(model.output_shape[-1]), "channels": channels,
-        "input_size": [height, width], "class_names": settings["class_names"], "top_k": top_k,
-        "fold_batchnorm": bool(fold_batchnorm), "max_pixels": int(max_pixels), "source": source,
-        "eval_transform": settings.get("eval_transform"),
-        "fingerprint": fingerprint(model, settings), "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "signatures": [*IMAGE_SIGNATURES, BYTES_SIGNATURE],
-    }
+    check_export_dir(export_dir)
+    settings = serving_settings(model, top_k=top_k, class_names=class_names, image_size=image_size,
+                                max_pixels=max_pixels, fold_batchnorm=fold_batchnorm)
+    card = model_card(model, name, settings, image_size=image_size, source=source,
+                      signatures=[*IMAGE_SIGNATURES, BYTES_SIGNATURE])
     model_dir = os.path.join(export_dir, name)
-    if not overwrite:
-        latest = _check_same_task(model_dir, card, name)
-        if version is None and latest and latest[1].get("fingerprint") == card["fingerprint"]:
-            return os.path.join(model_dir, str(latest[0]))  # already exported: no repeated version
+    existing = existing_export(model_dir, card, name, version, overwrite)
+    if existing:
+        return existing  # already exported: no repeated version
     served = fold_batchnorm_into_convs(model) if fold_batchnorm else model
     archive = make_export_archive(served, top_k=top_k, class_names=class_names, image_size=image_size,
                                   max_pixels=max_pixels)
@@ -374,11 +418,7 @@ def export_saved_model(
     def write(folder):
         archive.write_out(folder, verbose=False)
         model.save(os.path.join(folder, "model.keras"))
-        if class_names:
-            with open(os.path.join(folder, "labels.txt"), "w") as f:
-                f.write("\n".join(map(str, class_names)) + "\n")
-        with open(os.path.join(folder, "export.json"), "w") as f:
-            json.dump(card, f, indent=2)
+        write_labels_and_card(folder, card, class_names)
 
     return write_version_atomically(model_dir, version, write, overwrite)
 
@@ -386,14 +426,23 @@ def export_saved_model(
 # --- serving what was saved ----------------------------------------------------------------------
 
 
-def load_classifier(path, top_k=DEFAULT_TOP_K, class_names=None, max_pixels=images_lib.DEFAULT_MAX_PIXELS):
-    """A function `image_bytes [batch] -> outputs dict` from a `.keras` model or a SavedModel.
+def _is_encoded(inputs):
+    """Whether `inputs` is a batch of encoded image files (a list of bytes, a string array or tensor)."""
+    if isinstance(inputs, (list, tuple)):
+        return True
+    dtype = getattr(inputs, "dtype", None)
+    return dtype == tf.string or getattr(dtype, "kind", "") in "SO"
 
-    A SavedModel answers through its own `serve_image_bytes` signature (its k, pixel limit and evaluation
-    transform are the ones it was exported with); a Keras model through the same function built in
-    process (with the model's evaluation transform). Returns (function, class_names, the file or version
+
+def load_classifier(path, top_k=DEFAULT_TOP_K, class_names=None, max_pixels=images_lib.DEFAULT_MAX_PIXELS):
+    """A function `inputs -> outputs dict` from a `.keras` model or a SavedModel.
+
+    `inputs`: encoded image files `[batch]` (the `serve_image_bytes` signature) or a batch of images of
+    any size (`serving_default`). A SavedModel answers through its own signatures (its k, pixel limit and
+    evaluation transform are the ones it was exported with); a Keras model through the same functions built
+    in process (with the model's evaluation transform). Returns (function, class_names, the file or version
     folder actually loaded); the function's `eval_transform` says how images are resized (None: to the
-    input size).
+    input size). Other formats: `keras_resnet.runtimes.load`.
     """
     kind, path = resolve_model_path(path)
     class_names = class_names or labels_for(path)
@@ -401,22 +450,24 @@ def load_classifier(path, top_k=DEFAULT_TOP_K, class_names=None, max_pixels=imag
         loaded = tf.saved_model.load(path)
         if BYTES_SIGNATURE not in loaded.signatures:
             raise ValueError(f"{path} has no {BYTES_SIGNATURE!r} signature (signatures: {list(loaded.signatures)})")
-        signature = loaded.signatures[BYTES_SIGNATURE]
+        from_bytes, from_images = loaded.signatures[BYTES_SIGNATURE], loaded.signatures["serving_default"]
+        images_spec = from_images.structured_input_signature[1]["images"]
+        channels = int(images_spec.shape[-1])
+        eval_transform = (read_card(path) or {}).get("eval_transform")
+    else:
+        model = loaded = load_keras_model(path)
+        functions = serving_functions(model, top_k=top_k, class_names=class_names, max_pixels=max_pixels)
+        bytes_function, images_function = functions[BYTES_SIGNATURE][0], functions["serving_default"][0]
+        from_bytes = lambda image_bytes: bytes_function(image_bytes)  # noqa: E731
+        from_images = lambda images: images_function(images)  # noqa: E731
+        channels, eval_transform = int(model.input_shape[-1]), serving_transform(model)
 
-        def classify(image_bytes):
-            return signature(image_bytes=tf.constant(image_bytes))
+    def classify(inputs):
+        if _is_encoded(inputs):
+            return from_bytes(image_bytes=tf.constant(inputs, tf.string))
+        return from_images(images=tf.constant(inputs, tf.float32))
 
-        classify.keep_alive = loaded
-        images_spec = loaded.signatures["serving_default"].structured_input_signature[1]["images"]
-        classify.channels = int(images_spec.shape[-1])
-        classify.eval_transform = (read_card(path) or {}).get("eval_transform")
-        return classify, class_names, path
-    model = load_keras_model(path)
-    fn, _ = serving_functions(model, top_k=top_k, class_names=class_names, max_pixels=max_pixels)[BYTES_SIGNATURE]
-
-    def classify(image_bytes):
-        return fn(tf.constant(image_bytes))
-
-    classify.channels = int(model.input_shape[-1])
-    classify.eval_transform = serving_transform(model)
+    classify.keep_alive = loaded
+    classify.channels = channels
+    classify.eval_transform = eval_transform
     return classify, class_names, path

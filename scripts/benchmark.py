@@ -1,11 +1,13 @@
 """Benchmarks as tables: training and inference images/s, keras.applications side by side, the
 exported SavedModel with and without folded batch norm, the input pipeline against what training
-consumes, step time against multiply-adds from ResNet-18 to 152, and peak memory.
+consumes, step time against multiply-adds from ResNet-18 to 152, every runtime (Keras float32 and
+mixed_bfloat16, SavedModel, ONNX Runtime, OpenVINO and LiteRT in float32 and int8), and peak memory.
 
     python scripts/benchmark.py                                        # ResNet-50, 224x224, batch 32, fp32
     python scripts/benchmark.py --compare keras-applications --json bench.json
     python scripts/benchmark.py --serving --pipeline --depth-scaling    # the other measurements
-    python scripts/benchmark.py --all --rounds 3                       # everything (the README's run)
+    python scripts/benchmark.py --all --rounds 3                       # everything but --runtimes
+    python scripts/benchmark.py --runtimes --no-throughput --rounds 3   # every runtime, float32 and int8
     KERAS_BACKEND=jax python scripts/benchmark.py --precision mixed_bfloat16 --batch-size 256 --jit-compile
 
 Figures are medians of --repeats timed steps after --warmup steps (and, with --rounds N, the median over
@@ -37,11 +39,16 @@ def build_parser():
                         help="tf.distribute strategy, TensorFlow backend (default: default)")
     parser.add_argument("--compare", choices=["keras-applications"], help="measure keras.applications too")
     parser.add_argument("--serving", action="store_true", help="SavedModel latency, folded and unfolded BN")
+    parser.add_argument("--runtimes", action="store_true",
+                        help="Keras float32 and mixed_bfloat16, SavedModel, ONNX Runtime, OpenVINO, LiteRT (float32, "
+                             "int8): images/s at batch 1 and --batch-size, in turn")
+    parser.add_argument("--calibration-images", type=int, default=64,
+                        help="random images that calibrate the --runtimes int8 exports (default: 64)")
     parser.add_argument("--pipeline", action="store_true", help="input pipeline images/s against training")
     parser.add_argument("--depth-scaling", action="store_true", help="step time against multiply-adds, 18-152")
     parser.add_argument("--depth-input-size", type=int, default=112,
                         help="input size of --depth-scaling (default: 112)")
-    parser.add_argument("--all", action="store_true", help="every measurement")
+    parser.add_argument("--all", action="store_true", help="every measurement but --runtimes")
     parser.add_argument("--no-throughput", action="store_true", help="skip the --model throughput measurement")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (default: 2)")
     parser.add_argument("--repeats", type=int, default=5, help="timed steps (default: 5)")
@@ -54,7 +61,7 @@ def build_parser():
 
 def parse_args(argv):
     args = build_parser().parse_args(argv)
-    for name in ("input_size", "batch_size", "repeats", "rounds", "depth_input_size"):
+    for name in ("input_size", "batch_size", "repeats", "rounds", "depth_input_size", "calibration_images"):
         if getattr(args, name) < 1:
             raise ValueError(f"{name} must be a positive integer. Received: {name}={getattr(args, name)}")
     if args.warmup < 0:
@@ -110,6 +117,35 @@ def throughput(args, results, shape, timing):
               f"inference {results['ratios']['infer']:.3f}x")
 
 
+def runtimes_table(args, results, shape):
+    """Every runtime in turn (keras_resnet.runtimes.measure): images/s at batch 1 and --batch-size."""
+    from keras_resnet import registry
+    from keras_resnet.runtimes import measure
+
+    batches = sorted({1, args.batch_size})
+    measured = measure.measure_runtimes(lambda: registry.get_model(args.model, input_shape=shape), input_shape=shape,
+                                        batch_sizes=batches, rounds=args.rounds, warmup=args.warmup,
+                                        repeats=args.repeats, calibration_images=args.calibration_images)
+    base = measured["SavedModel"][f"images_per_sec_batch{batches[-1]}"]
+    rows = []
+    for name, figures in measured.items():
+        row = {"runtime": name, "file MiB": figures["file_bytes"] / 2**20 if "file_bytes" in figures else "-"}
+        for batch in batches:
+            row[f"batch {batch} ms"] = figures[f"latency_batch{batch}_s"] * 1000
+            row[f"batch {batch} images/s"] = figures[f"images_per_sec_batch{batch}"]
+        row[f"x SavedModel (batch {batches[-1]})"] = figures[f"images_per_sec_batch{batches[-1]}"] / base
+        row[f"train images/s (batch {batches[-1]})"] = figures.get("train_images_per_sec", "-")
+        row["peak RSS GiB"] = figures["peak_rss_bytes"] / 2**30
+        row["added GiB"] = figures["peak_added_bytes"] / 2**30 if "peak_added_bytes" in figures else "-"
+        rows.append(row)
+    ratios = measure.summary(measured, batches[-1])
+    results["runtimes"] = {"figures": measured, "ratios": ratios}
+    print(f"\n## Runtimes ({args.model}, {shape[0]}x{shape[1]}, medians of {args.rounds} round(s) in turn)\n")
+    print(table(rows, list(rows[0])))
+    for name, ratio in ratios.items():
+        print(f"{name}: {ratio:.2f}x")
+
+
 def main(argv=None):
     args = parse_args(argv)
     import keras
@@ -148,6 +184,9 @@ def main(argv=None):
                          "speed-up": plain["latency_s"] / folded["latency_s"]})
         print("\n## Exported SavedModel, serving_default\n")
         print(table(rows, list(rows[0])))
+
+    if args.runtimes:
+        runtimes_table(args, results, shape)
 
     if args.pipeline:
         from keras_resnet import data
