@@ -1,17 +1,18 @@
 # The README's two commands: `make train` (sets up and runs the main job) and `make test`.
 # Each creates .venv from pyproject.toml when it is missing or older than pyproject.toml; it installs the
-# dev and test extras too (torch and torchvision, the references of tests/test_torch_parity.py: about 50 s).
+# dev, test and runtimes extras too (torch and torchvision, the references of tests/test_torch_parity.py:
+# about 50 s; ONNX Runtime, OpenVINO, NNCF and LiteRT for tests/test_runtimes.py).
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV := .venv
 STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: setup train test test-all clean
+.PHONY: setup train test test-all gpu-wheelhouse clean
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)/bin/python -m pip install --quiet -e ".[dev,test]"
+	$(VENV)/bin/python -m pip install --quiet -e ".[dev,test,runtimes]"
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -24,6 +25,10 @@ test: $(STAMP)
 
 test-all: $(STAMP)
 	$(VENV)/bin/python -m pytest -q -m "" $(ARGS)
+
+# What a GPU machine with JAX but without TensorFlow needs for scripts/gpu_benchmark.py (docs/runtimes.md).
+gpu-wheelhouse: $(STAMP)
+	$(VENV)/bin/python scripts/gpu_benchmark.py --build wheelhouse
 
 clean:
 	rm -rf $(VENV)

@@ -142,8 +142,9 @@ def runtimes_table(args, results, shape):
     results["runtimes"] = {"figures": measured, "ratios": ratios}
     print(f"\n## Runtimes ({args.model}, {shape[0]}x{shape[1]}, medians of {args.rounds} round(s) in turn)\n")
     print(table(rows, list(rows[0])))
+    print("\nRatios (the median over the rounds of each round's ratio):")
     for name, ratio in ratios.items():
-        print(f"{name}: {ratio:.2f}x")
+        print(f"- {name}: {ratio:.2f}x")
 
 
 def main(argv=None):

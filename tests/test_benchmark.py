@@ -81,3 +81,43 @@ def test_pipeline_measurement_on_digits():
     delivered = benchmark.measure_pipeline(data.load_digits_dataset(), batch_size=64, image_size=8, augment="cifar",
                                            flip=False, batches=5, warmup=1)
     assert delivered > 0
+
+
+def test_runtimes_table_measures_every_runtime_in_turn(tmp_path, capsys):
+    """--runtimes: one row per runtime, figures from rounds taken in turn, a progress line per measurement,
+    and the ratios the goals are about. In this process (the script's main) to keep it quick."""
+    from keras_resnet.runtimes import measure
+
+    spec = importlib.util.spec_from_file_location("benchmark_script", os.path.join(ROOT, "scripts", "benchmark.py"))
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "runtimes.json"
+    script.main(["--runtimes", "--no-throughput", "--model", "resnet8", "--input-size", "16", "--batch-size", "4",
+                 "--warmup", "0", "--repeats", "1", "--calibration-images", "4", "--json", str(out)])
+    stdout, stderr = capsys.readouterr()
+    names = [name for name, _ in measure.ROWS]
+    table = stdout.split("## Runtimes (resnet8, 16x16, medians of 1 round(s) in turn)")[1]
+    assert [line.split("|")[1].strip() for line in table.strip().splitlines()[2:2 + len(names)]] == names
+    assert "batch 1 images/s" in table and "batch 4 images/s" in table and "peak RSS GiB" in table
+    started = [line.split(": ", 1)[1].split(", round")[0] for line in stderr.splitlines()
+               if "measurement " in line and line.endswith(" ...")]
+    assert started == names and sum("measurement " in line and "images_per_sec" in line
+                                    for line in stderr.splitlines()) == len(names)
+    results = json.loads(out.read_text())["runtimes"]
+    for name in names:
+        figures = results["figures"][name]
+        assert figures["images_per_sec_batch1"] > 0 and figures["images_per_sec_batch4"] > 0
+        assert len(figures["rounds"]) == 1 and figures["peak_rss_bytes"] > 0
+        assert ("file_bytes" in figures) == (not name.startswith("Keras"))
+    assert results["figures"]["Keras mixed_bfloat16"]["train_images_per_sec"] > 0
+    assert set(results["ratios"]) == {"ONNX Runtime int8 / SavedModel, batch 4", "OpenVINO int8 / SavedModel, batch 4",
+                                      "LiteRT int8 / SavedModel, batch 4",
+                                      "Keras mixed_bfloat16 / float32, inference batch 4",
+                                      "Keras mixed_bfloat16 / float32, training"}
+    assert keras_policy() == "float32"  # the measurements leave the global policy as they found it
+
+
+def keras_policy():
+    import keras
+
+    return keras.mixed_precision.global_policy().name

@@ -15,7 +15,8 @@ TEXT_FLAGS = {
     "--recipe", "--optimizer", "--lr-schedule", "--augment", "--strategy", "--precision", "--run-dir",
     "--export-dir", "--export-name", "--config", "--model-arg", "--directory", "--project-name", "--objective",
     "--space", "--space-file", "--out-dir", "--out", "--json", "--name", "--labels", "--tuner", "--compare",
-    "--source", "--target", "--options", "--models", "--eval-transform",
+    "--source", "--target", "--options", "--models", "--eval-transform", "--calibration-dataset", "--build",
+    "--wheelhouse",
 }
 
 
@@ -27,8 +28,9 @@ def load(name):
 
 
 def test_every_script_is_a_thin_cli_with_a_parser():
-    assert SCRIPTS == ["benchmark.py", "convert_weights.py", "degradation.py", "export.py", "predict.py",
-                       "shortcuts.py", "summary.py", "train.py", "transfer.py", "transfer_demo.py", "tune.py"]
+    assert SCRIPTS == ["benchmark.py", "convert_weights.py", "degradation.py", "export.py", "gpu_benchmark.py",
+                       "predict.py", "shortcuts.py", "summary.py", "train.py", "transfer.py", "transfer_demo.py",
+                       "tune.py"]
     for name in SCRIPTS:
         module = load(name)
         assert callable(module.build_parser) and callable(module.main), name

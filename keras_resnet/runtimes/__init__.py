@@ -39,7 +39,7 @@ import numpy as np
 from keras_resnet import export as export_lib
 from keras_resnet import images as images_lib
 from keras_resnet.benchmark import time_calls
-from keras_resnet.checkpoints import existing_versions, labels_for, load_keras_model
+from keras_resnet.checkpoints import existing_versions, labels_for
 from keras_resnet.cli import ReportedError
 from keras_resnet.files import check_folder_name
 

@@ -63,8 +63,10 @@ def measure_runtimes(build, *, input_shape, batch_sizes=(1, 32), rounds=3, warmu
     """{row: figures} for the model `build()` returns (float32), measured in turn (module doc).
 
     Figures: `file_bytes` (exports), `latency_batch{b}_s` and `images_per_sec_batch{b}` for each batch
-    size, `train_images_per_sec` (Keras rows, with `train`), `peak_rss_bytes`, `peak_added_bytes` (Linux). The int8 exports are
-    calibrated on `calibration_images` random images (speed does not depend on what they show).
+    size, `train_images_per_sec` (Keras rows, with `train`), `peak_rss_bytes`, `peak_added_bytes` (Linux),
+    and `rounds`: each round's figures.
+    The int8 exports are calibrated on `calibration_images` random images (their speed does not depend
+    on what the images show).
     """
     rows = [row for row in ROWS if rows is None or row[0] in rows]
     model = build()
@@ -115,22 +117,32 @@ def measure_runtimes(build, *, input_shape, batch_sizes=(1, 32), rounds=3, warmu
                 figures = ", ".join(f"{key} {value:.3g}" for key, value in result.items() if "images_per_sec" in key)
                 benchmark.progress(f"measurement {step}/{total}: {name}: {figures}")
                 keras.backend.clear_session()
-    return {name: {key: (max if "peak" in key else statistics.median)([run[key] for run in runs]) for key in runs[-1]}
-            for name, runs in results.items()}
+    figures = {}
+    for name, runs in results.items():
+        figures[name] = {key: (max if "peak" in key else statistics.median)([run[key] for run in runs])
+                         for key in runs[-1]}
+        figures[name]["rounds"] = runs
+    return figures
 
 
 def summary(results, batch_size):
-    """The goals' ratios: int8 over the float32 SavedModel at `batch_size`, mixed_bfloat16 over float32."""
+    """The goals' ratios, each the median over the rounds of that round's ratio (a slower minute falls on
+    both sides of it): int8 over the float32 SavedModel at `batch_size`, mixed_bfloat16 over float32."""
     key = f"images_per_sec_batch{batch_size}"
+
+    def ratio(top, bottom, figure):
+        pairs = zip(results[top]["rounds"], results[bottom]["rounds"])
+        return statistics.median(a[figure] / b[figure] for a, b in pairs)
+
     ratios = {}
-    base = results.get("SavedModel", {}).get(key)
-    for name, figures in results.items():
-        if base and "int8" in name:
-            ratios[f"{name} / SavedModel, batch {batch_size}"] = figures[key] / base
-    fp32, bf16 = results.get("Keras float32"), results.get("Keras mixed_bfloat16")
-    if fp32 and bf16:
-        ratios[f"Keras mixed_bfloat16 / float32, inference batch {batch_size}"] = bf16[key] / fp32[key]
-        if "train_images_per_sec" in fp32:
-            ratios["Keras mixed_bfloat16 / float32, training"] = (bf16["train_images_per_sec"]
-                                                                 / fp32["train_images_per_sec"])
+    if "SavedModel" in results:
+        for name in results:
+            if "int8" in name:
+                ratios[f"{name} / SavedModel, batch {batch_size}"] = ratio(name, "SavedModel", key)
+    if "Keras float32" in results and "Keras mixed_bfloat16" in results:
+        ratios[f"Keras mixed_bfloat16 / float32, inference batch {batch_size}"] = ratio(
+            "Keras mixed_bfloat16", "Keras float32", key)
+        if "train_images_per_sec" in results["Keras float32"]:
+            ratios["Keras mixed_bfloat16 / float32, training"] = ratio("Keras mixed_bfloat16", "Keras float32",
+                                                                       "train_images_per_sec")
     return ratios
