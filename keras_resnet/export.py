@@ -2,13 +2,14 @@
 
 Layout: `<export_dir>/<name>/<version>/` holds `saved_model.pb` and `variables/` (what TF Serving
 loads), `model.keras` (the Keras model, for further training or `predict.py`), `labels.txt` and
-`export.json` (the model card: classes, input, signatures' settings, a fingerprint of the weights).
+`export.json` (the model card: classes, input, signatures' settings, a fingerprint of the weights, the
+format: "saved_model" here; `keras_resnet.runtimes` writes ONNX, OpenVINO and LiteRT versions the same way).
 A version folder is built in a temporary folder beside it and renamed into place (mode 0755, so a
 model server running as another user can read it), so a server watching `<export_dir>/<name>`
 never sees a half-written version, and an existing version is never replaced without
-`overwrite=True`. One name holds one task: a model with other classes or another input is refused
-under a name whose latest version differs, and exporting the model the latest version already
-holds (same weights and settings) adds no version.
+`overwrite=True`. One name holds one task in one format: a model with other classes, another input
+or another format is refused under a name whose latest version differs, and exporting the model the
+latest version already holds (same weights and settings) adds no version.
 
 Signatures (made with `keras.export.ExportArchive`; every one takes any batch size):
 - `serving_default`: input `images`, float32 `[batch, H, W, C]` raw 0-255 pixels of any H and W;
