@@ -155,7 +155,15 @@ def train(config, strategy=None, progress=None):
     config_lib.validate_config(config)
     # First: MultiWorkerMirroredStrategy must exist before TensorFlow runs any op.
     strategy = strategy or distribute.get_strategy(config.strategy)
+    previous_policy = keras.mixed_precision.global_policy().name
     keras.mixed_precision.set_global_policy(config.precision)
+    try:
+        return _train(config, strategy, progress)
+    finally:  # the caller's precision policy again (the trained model keeps its own)
+        keras.mixed_precision.set_global_policy(previous_policy)
+
+
+def _train(config, strategy, progress):
     _seed_everything(config)
     replicas = strategy.num_replicas_in_sync
     _check(config.batch_size % replicas == 0,

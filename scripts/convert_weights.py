@@ -23,6 +23,8 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+if "tensorflow" in sys.modules:  # loaded into a process that runs TensorFlow already (a test): no triton
+    sys.modules.setdefault("triton", None)
 try:  # before TensorFlow (keras_resnet imports it): the CUDA wheel's triton crashes when it loads after TF's LLVM
     import torch  # noqa: F401
     import torchvision  # noqa: F401

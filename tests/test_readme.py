@@ -117,6 +117,24 @@ PLAN = {
     "python scripts/transfer.py --init-from resnet50_v2.safetensors --model resnet50 --dataset folder:/data/flowers "
     "--image-size 224 --transfer-mode partial --trainable-from stage5 --learning-rate 0.01":
         ("run", "--image-size 32 --epochs 1 --batch-size 32"),
+    "python scripts/train.py --precision mixed_bfloat16": ("run", f"--epochs 1 --model resnet8 {TINY}"),
+    "python scripts/benchmark.py --runtimes --no-throughput --rounds 3":
+        ("elsewhere", "test_benchmark.py::test_runtimes_table_measures_every_runtime_in_turn (tiny settings)"),
+    "python scripts/export.py runs/resnet20-digits --format openvino --int8":
+        ("run", "--calibration-images 32 --evaluation-images 50"),
+    "python scripts/export.py runs/resnet20-digits --format onnx --int8 --calibration-images 500":
+        ("elsewhere", "test_runtimes.py::test_int8_agrees_with_the_float_model_on_the_digits (onnx)"),
+    "python scripts/predict.py saved_models/resnet20-digits-openvino-int8 digit.png": ("run", ""),
+    "python scripts/export.py runs/resnet20-digits --format onnx": ("run", ""),
+    "python scripts/export.py runs/resnet20-digits --format openvino":
+        ("elsewhere", "test_runtimes.py::test_float_exports_give_the_keras_probabilities (openvino)"),
+    "python scripts/export.py runs/resnet20-digits --format litert":
+        ("elsewhere", "test_runtimes.py::test_float_exports_give_the_keras_probabilities (litert)"),
+    "python scripts/predict.py saved_models/resnet20-digits-onnx digit.png": ("run", ""),
+    "make gpu-wheelhouse": ("elsewhere", "test_gpu_benchmark.py (python scripts/gpu_benchmark.py --build)"),
+    "python scripts/gpu_benchmark.py --wheelhouse wheelhouse":
+        ("elsewhere", "test_gpu_benchmark.py::test_wheelhouse_then_one_command_measures_under_jax"),
+    "python scripts/gpu_benchmark.py": ("elsewhere", "test_gpu_benchmark.py"),
     "python scripts/export.py RUN_OR_KERAS": ("not here", "a placeholder"),
     "python scripts/convert_weights.py SRC OUT.keras": ("not here", "a placeholder"),
     "python scripts/predict.py MODEL IMAGE...": ("not here", "a placeholder"),

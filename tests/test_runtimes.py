@@ -2,7 +2,6 @@
 with the Keras model, int8 agreement on the digits, the SavedModel's layout and outputs, the scripts, and
 one-line errors when a runtime is missing. One small digits model is trained once for the module."""
 
-import importlib.util
 import json
 import os
 import shutil
@@ -12,9 +11,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import ROOT, randomize_batchnorm
+from conftest import randomize_batchnorm, run_main
 
-from keras_resnet import benchmark, cli, data, export, registry, runtimes
+from keras_resnet import benchmark, data, export, registry, runtimes
 
 FORMATS = runtimes.RUNTIME_FORMATS
 TOLERANCE = 1e-4  # max abs difference of probabilities, float32
@@ -193,19 +192,10 @@ def test_a_colour_model_with_another_input_size(tmp_path, rng):
 # --- the scripts and the optional packages ---------------------------------------------------------
 
 
-def _load_script(name):
-    spec = importlib.util.spec_from_file_location(name[:-3], os.path.join(ROOT, "scripts", name))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def run_script(name, *argv, capsys):
-    """scripts/<name> in this process as the shell runs it: (exit code, stdout, stderr)."""
-    with pytest.raises(SystemExit) as exited:
-        cli.run_cli(_load_script(name).main, [str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return exited.value.code, out, err
+def run_script(name, *argv, capsys=None):
+    """scripts/<name> in this process as the shell runs it (conftest.run_main): (exit code, stdout, stderr)."""
+    result = run_main(name, *argv)
+    return result.returncode, result.stdout, result.stderr
 
 
 @pytest.fixture(scope="module")
