@@ -164,17 +164,28 @@ class FastBatchNormalization(layers.BatchNormalization):
         return ops.cast(y, self.compute_dtype)
 
 
-def _warn_about_narrow_strided_1x1(x, kernel_size, stride):
-    """TensorFlow 2.21's oneDNN kernels crash the process (segmentation fault, or "malloc_consolidate():
-    invalid chunk size") when *training* a 1x1 stride-2 convolution with 8 or fewer input channels on
-    maps of 64 pixels or more (measured here: 2 to 8 channels at 64 to 128 pixels crash, 12 and 16 and
-    48-pixel maps do not). Such layers appear only in narrow custom networks (width <= 8) at large inputs."""
-    channels, spatial = x.shape[-1], x.shape[1:3]
-    if (kernel_size == 1 and stride > 1 and channels is not None and channels <= 8
+def crashes_tensorflow(channels, spatial, kernel_size, stride):
+    """True for a conv that TensorFlow 2.21's oneDNN kernels crash on (segmentation fault, or
+    "malloc_consolidate(): invalid chunk size") when *training* it: 1x1, stride 2 or more, 8 or fewer
+    input channels, maps of 64 pixels or more (measured here: 2 to 8 channels at 64 to 128 pixels crash;
+    12 or 16 channels, and 48-pixel maps, do not). Only narrow custom networks (width <= 8) at large
+    inputs have such layers. False on other backends and with TF_ENABLE_ONEDNN_OPTS=0."""
+    return (kernel_size == 1 and stride > 1 and channels is not None and channels <= 8
             and any(size is None or size >= 64 for size in spatial)
-            and keras.backend.backend() == "tensorflow" and os.environ.get("TF_ENABLE_ONEDNN_OPTS") != "0"):
+            and keras.backend.backend() == "tensorflow" and os.environ.get("TF_ENABLE_ONEDNN_OPTS") != "0")
+
+
+def layers_crashing_tensorflow(model):
+    """Names of `model`'s convolutions that `crashes_tensorflow` (training refuses them up front)."""
+    return [layer.name for layer in model.layers if isinstance(layer, layers.Conv2D)
+            and crashes_tensorflow(layer.input.shape[-1], layer.input.shape[1:3], layer.kernel_size[0],
+                                   layer.strides[0])]
+
+
+def _warn_about_narrow_strided_1x1(x, kernel_size, stride):
+    if crashes_tensorflow(x.shape[-1], x.shape[1:3], kernel_size, stride):
         warnings.warn(
-            f"A 1x1 stride-{stride} convolution with {channels} input channels on {tuple(spatial)} maps: "
+            f"A 1x1 stride-{stride} convolution with {x.shape[-1]} input channels on {tuple(x.shape[1:3])} maps: "
             "TensorFlow 2.21's oneDNN kernels crash when training it (a TensorFlow bug). Use a width of at least "
             "12, smaller inputs, or set TF_ENABLE_ONEDNN_OPTS=0 before TensorFlow starts.", stacklevel=3)
 

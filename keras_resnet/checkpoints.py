@@ -302,9 +302,11 @@ def _torch_load(path, argument):
     except Exception as error:  # UnpicklingError for a refused object, RuntimeError for a damaged archive, ...
         text = " ".join(str(error).split())
         refused = re.search(r"Unsupported (global|operand)[^.]*", text)
-        reason = refused.group(0) if refused else _one_line(error, 200)
+        # torch's own message goes on to suggest weights_only=False: never for a file you do not trust.
+        reason = refused.group(0) if refused else text.split(". ")[0][:200] or type(error).__name__
         raise ValueError(f"{argument}={path!r} is not a readable PyTorch state dict of tensors; torch.load("
-                         f"weights_only=True) refused it and nothing in it ran ({reason}).") from None
+                         f"weights_only=True) refused it and nothing in it ran ({reason}). Convert files you "
+                         "trust to .safetensors.") from None
 
 
 def _as_state_dict(obj, path, argument):

@@ -55,6 +55,8 @@ RESERVED_MODEL_ARGS = {"input_shape": "the dataset and --image-size", "num_class
                        "name": "--model"}
 # Fields that only affect what happens after training: a rerun may change them.
 LATER_PHASE_FIELDS = ("quiet", "export", "export_dir", "export_name")
+# Where the run is: a run directory moved or copied elsewhere resumes there.
+LOCATION_FIELDS = ("run_dir",)
 
 
 @dataclasses.dataclass
@@ -68,11 +70,11 @@ class TrainConfig:
     data_dir: Optional[str] = None  # TensorFlow Datasets data directory
     manual_dir: Optional[str] = None  # archives of manually downloaded TFDS datasets (imagenet2012)
     download: bool = False  # allow a TFDS download or preparation (fails in seconds when offline)
-    image_size: Optional[int] = None  # input height and width; None: the dataset's native size (folders: 64)
+    image_size: Optional[int] = None  # input height and width (None: the dataset's native size; folders 64)
     max_image_pixels: int = DEFAULT_MAX_PIXELS  # folder datasets: images with more pixels are skipped
     train_per_class: Optional[int] = None  # keep only the first N training images of each class (few-label runs)
     # Transfer learning (scripts/transfer.py)
-    init_from: Optional[str] = None  # start from: "imagenet" (--model resnet50/101/152), an .h5/.keras file or run dir
+    init_from: Optional[str] = None  # start from: "imagenet", a keras.applications .h5, a torchvision/timm .pth or .safetensors, a .keras file or run dir
     transfer_mode: Optional[str] = None  # full|partial|head: which layers train after init_from (None: full)
     trainable_from: Optional[str] = None  # partial: the first stage that trains, e.g. stage4
     trainable_blocks: Optional[int] = None  # partial: train only the last N blocks (and the head)
@@ -92,7 +94,7 @@ class TrainConfig:
     warmup_epochs: float = 0.0  # linear warm-up from 0 to the peak learning rate
     label_smoothing: float = 0.0  # cross-entropy label smoothing
     augment: str = "auto"  # "cifar" (pad + crop + flip), "imagenet" (random-resized crop), "none", "auto"
-    flip: Optional[bool] = None  # random horizontal flips; None: the dataset's choice (not for digits)
+    flip: Optional[bool] = None  # random horizontal flips (None: the dataset's choice; not for digits)
     # System
     strategy: str = "auto"  # auto|default|one_device|mirrored|multiworker|tpu
     cpu_devices: int = 1  # logical CPU devices (mirrored training without GPUs)
@@ -101,9 +103,9 @@ class TrainConfig:
     seed: int = 0  # seeds Python, NumPy, TensorFlow and the data pipeline
     deterministic: bool = False  # TensorFlow op determinism (identical reruns, slower)
     # Outputs
-    run_dir: Optional[str] = None  # None: runs/<model>-<dataset>[-N], resuming the latest unfinished one
+    run_dir: Optional[str] = None  # the run directory (None: runs/<model>-<dataset>[-N], the first unfinished)
     export_dir: str = "saved_models"  # SavedModels go to <export_dir>/<export_name>/<version>/
-    export_name: Optional[str] = None  # model folder name of the export; None: <model>-<dataset>
+    export_name: Optional[str] = None  # model folder name of the export (None: <model>-<dataset>)
     export: bool = True  # export a SavedModel at the end
     backup_every_steps: int = 50  # backup interval (steps), besides every epoch end; 0: epoch ends only
     quiet: bool = False  # no progress bar
@@ -295,9 +297,13 @@ def _field_help():
     return helps
 
 
-def _shown_default(name, default_run):
-    """The value the default run uses, and where recipes or datasets change it."""
+def _shown_default(name, default_run, comment=""):
+    """The value the default run uses, and where recipes or datasets change it ("(None: full)" in the
+    field's comment says what None means)."""
     value = default_run[name]
+    meaning = re.search(r"\(None: ([^)]*)\)", comment)
+    if value is None and meaning:
+        return meaning.group(1)
     recipes = ", ".join(f"{n} {values[name]}" for n, values in RECIPES.items() if name in values)
     if any(name in values for values in DATASET_DEFAULTS.values()):
         return f"{value} on {default_run['dataset']}; otherwise the recipe's: {recipes}"
@@ -323,7 +329,10 @@ def add_config_arguments(parser, defaults=None):
     for name, annotation in FIELD_TYPES.items():
         flag = "--" + name.replace("_", "-")
         kind, _, element = _base_type(annotation)
-        kwargs = dict(default=argparse.SUPPRESS, help=f"{helps.get(name, '')} (default: {_shown_default(name, default_run)})")
+        comment = helps.get(name, "")
+        shown = _shown_default(name, default_run, comment)
+        kwargs = dict(default=argparse.SUPPRESS,
+                      help=f"{re.sub(r' ?[(]None: [^)]*[)]', '', comment)} (default: {shown})")
         if name == "model_kwargs":
             parser.add_argument("--model-arg", dest="model_kwargs", action="append", metavar="KEY=JSON",
                                 help="builder argument for the model, e.g. shortcut=B or zero_init_residual=true "

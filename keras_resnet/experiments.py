@@ -6,29 +6,44 @@ and the results are written as markdown, CSV and PNG.
 import contextlib
 import csv
 import io
+import json
 import os
 import sys
 
 from keras_resnet import config as config_lib, training
 from keras_resnet.analysis import markdown_table
-from keras_resnet.files import atomic_write, make_folders, remove_created
+from keras_resnet.files import atomic_write, make_folders, read_json, remove_created, write_json
+from keras_resnet.runs import pause_point
 
 
 @contextlib.contextmanager
-def results_dir(base):
-    """`base`, or `base-2`, `base-3`, ... : the first that does not exist (results are never overwritten).
+def results_dir(base, settings):
+    """The results folder of an experiment: `base`, or `base-2`, `base-3`, ...
 
-    If the block fails before any run wrote into it, the folder is removed again.
+    Finished results (results.md) are never overwritten: a rerun goes to the next free name. An
+    unfinished folder of the same experiment (the same `settings`, recorded in experiment.json) is
+    resumed instead: the rerun of a killed command continues it, and `run` skips its finished runs.
+    If the block fails before any run wrote into a new folder, the folder is removed again.
     """
+    if os.path.exists(base) and not os.path.isdir(base):
+        raise NotADirectoryError(f"out_dir must be a folder name, not a file. Received: out_dir={base!r}")
+    settings = json.loads(json.dumps(settings))
     candidate, n = base, 1
     while os.path.exists(candidate):
+        recorded = os.path.join(candidate, "experiment.json")
+        if (os.path.isdir(candidate) and not os.path.exists(os.path.join(candidate, "results.md"))
+                and os.path.exists(recorded) and read_json(recorded, advice="delete it") == settings):
+            print(f"resuming the unfinished {candidate} (finished runs are kept)", file=sys.stderr, flush=True)
+            yield candidate
+            return
         n += 1
         candidate = f"{base}-{n}"
     top = make_folders(candidate)
     try:
+        write_json(os.path.join(candidate, "experiment.json"), settings)
         yield candidate
     except BaseException:
-        if not os.listdir(candidate):
+        if os.listdir(candidate) == ["experiment.json"]:
             remove_created(candidate, top)
         raise
 
@@ -45,9 +60,15 @@ def run(out_dir, name, *, step=None, **overrides):
     """
     config = config_lib.resolve_config({"export": False, **overrides, "run_dir": os.path.join(out_dir, name)})
     prefix = f"[{step}] {name}" if step else name
-    print(f"{prefix}: training {config.model} on {config.dataset}, {config.epochs} epochs", file=sys.stderr,
-          flush=True)
-    metrics = training.train(config, progress=prefix)
+    metrics_file = os.path.join(config.run_dir, "metrics.json")
+    pause_point(out_dir, f"run:{name}")
+    if os.path.exists(metrics_file):  # finished before a kill of the whole experiment
+        print(f"{prefix}: finished already ({metrics_file})", file=sys.stderr, flush=True)
+        metrics = read_json(metrics_file, advice=f"delete {config.run_dir} to train that run again")
+    else:
+        print(f"{prefix}: training {config.model} on {config.dataset}, {config.epochs} epochs", file=sys.stderr,
+              flush=True)
+        metrics = training.train(config, progress=prefix)
     with open(os.path.join(config.run_dir, "history.csv")) as f:
         history = list(csv.DictReader(f))
     return metrics, history

@@ -64,11 +64,35 @@ def next_version(model_dir):
     return versions[-1] + 1 if versions else 1
 
 
+def _process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # another user's process
+    return True
+
+
+def remove_stale_temporaries(model_dir):
+    """Remove `.tmp-*` / `.old-*` folders that processes which no longer run left in `model_dir` (a
+    killed export); their names carry the writer's process id. Returns the folders removed."""
+    removed = []
+    for name in os.listdir(model_dir) if os.path.isdir(model_dir) else ():
+        parts = name.split("-")
+        if name.startswith((".tmp-", ".old-")) and len(parts) >= 4 and parts[2].isdigit():
+            if not _process_alive(int(parts[2])):
+                shutil.rmtree(os.path.join(model_dir, name), ignore_errors=True)
+                removed.append(name)
+    return removed
+
+
 def write_version_atomically(model_dir, version, write, overwrite=False):
     """Call `write(tmp_folder)`, then rename the folder to `model_dir/version`.
 
     A failure (or a kill) inside `write` leaves no version folder: the temporary folder is named
-    `.tmp-*`, which TF Serving ignores, and is removed when `write` raises.
+    `.tmp-<version>-<pid>-*`, which TF Serving ignores, and is removed when `write` raises, or by the
+    next export once its process is gone (after a kill).
     """
     if version is None:
         version = next_version(model_dir)
@@ -78,7 +102,8 @@ def write_version_atomically(model_dir, version, write, overwrite=False):
     if os.path.exists(target) and not overwrite:
         raise FileExistsError(f"{target} already exists; pass overwrite=True (--overwrite) to replace it.")
     os.makedirs(model_dir, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=model_dir)
+    remove_stale_temporaries(model_dir)
+    tmp = tempfile.mkdtemp(prefix=f".tmp-{version}-{os.getpid()}-", dir=model_dir)
     try:
         write(tmp)
         for folder, subfolders, files in os.walk(tmp):  # readable by a server running as another user
@@ -87,7 +112,7 @@ def write_version_atomically(model_dir, version, write, overwrite=False):
                 os.chmod(os.path.join(folder, name), 0o644)
                 fsync_path(os.path.join(folder, name))
         if os.path.exists(target):
-            old = tempfile.mkdtemp(prefix=f".old-{version}-", dir=model_dir)
+            old = tempfile.mkdtemp(prefix=f".old-{version}-{os.getpid()}-", dir=model_dir)
             os.replace(target, os.path.join(old, "v"))
             os.replace(tmp, target)
             shutil.rmtree(old, ignore_errors=True)
@@ -333,6 +358,8 @@ def serving_settings(model, *, top_k=DEFAULT_TOP_K, class_names=None, image_size
     """What an export serves besides the weights (the fingerprint hashes both): k, labels, sizes, limits."""
     input_size(model, image_size)  # a model of any size needs image_size: say so first
     transform = serving_transform(model, image_size)
+    if isinstance(top_k, int) and not isinstance(top_k, bool) and top_k > 0:
+        top_k = min(top_k, int(model.output_shape[-1]))  # what the signatures return: at most every class
     settings = {"top_k": top_k, "fold_batchnorm": bool(fold_batchnorm), "image_size": image_size,
                 "max_pixels": int(max_pixels), "class_names": list(map(str, class_names)) if class_names else None}
     if transform is not None:  # only then: the fingerprints of exports without one stay as they were

@@ -9,6 +9,7 @@ import errno
 import json
 import os
 import re
+import sys
 import tempfile
 
 
@@ -74,11 +75,13 @@ def remove_quietly(path):
 
 def describe(error):
     """One short line for an OSError (or an h5py/Keras error wrapping one: its system error message)."""
+    text = " ".join(str(error).split())
+    code = re.search(r"errno = (\d+)", text)  # h5py: "... errno = 28, error message = 'No space left ...'"
+    if code:
+        return os.strerror(int(code.group(1)))
     if isinstance(error, OSError) and error.strerror:
         return f"{error.strerror}: {error.filename}" if error.filename else error.strerror
-    text = " ".join(str(error).split())
-    system = re.search(r"error message = '([^']+)'", text)  # h5py: "... errno = 28, error message = '...'"
-    return system.group(1) if system else (text[:300] or type(error).__name__)
+    return text[:300] or type(error).__name__
 
 
 def atomic_save(path, write):
@@ -91,7 +94,7 @@ def atomic_save(path, write):
     path = os.fspath(path)
     folder = os.path.dirname(path) or "."
     name = os.path.basename(path)
-    tmp = None
+    tmp, failure = None, None
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=f".tmp{_suffix(name)}", dir=folder)
         os.close(fd)
@@ -99,19 +102,62 @@ def atomic_save(path, write):
         write(tmp)
         fsync_path(tmp)
         os.replace(tmp, path)
-    except BaseException as error:
+    except StorageError:
+        raise
+    except (OSError, RuntimeError, ValueError) as error:
+        if not (isinstance(error, OSError) or _looks_like_io_error(error)):
+            raise
+        failure = _storage_error(error, path)
+    except BaseException:
         if tmp:
             remove_quietly(tmp)
-        if isinstance(error, StorageError):
-            raise
-        if type(error) in (PermissionError, IsADirectoryError, NotADirectoryError, FileNotFoundError):
-            raise type(error)(error.errno, f"cannot write {path} ({error.strerror})") from None
-        if isinstance(error, OSError) or _looks_like_io_error(error):
-            code = getattr(error, "errno", None) or int((re.findall(r"errno = (\d+)", str(error)) or [errno.EIO])[0])
-            raise StorageError(code, f"could not write {path}: {describe(error)}") from None
         raise
+    if failure is not None:
+        # Outside the except block, so nothing keeps the writer's frames alive: h5py's file objects are
+        # finalised now, while their (partial) file still exists, not at interpreter exit, where a
+        # failing flush of a full disk crashed the process (exit 139). Then the temporary goes.
+        _finalise_quietly(tmp)
+        if tmp:
+            remove_quietly(tmp)
+        raise failure
     fsync_path(folder)
     return path
+
+
+def _storage_error(error, path):
+    """The one-line error for a failed write of `path`: a path problem keeps its type, anything else
+    (a full disk, an I/O error, as OSError or through h5py) is a StorageError."""
+    if type(error) in (PermissionError, IsADirectoryError, NotADirectoryError, FileNotFoundError):
+        return type(error)(error.errno, f"cannot write {path} ({error.strerror})")
+    code = getattr(error, "errno", None) or int((re.findall(r"errno = (\d+)", str(error)) or [errno.EIO])[0])
+    return StorageError(code, f"could not write {path}: {describe(error)}")
+
+
+def _finalise_quietly(tmp):
+    """Close what a failed writer left open on `tmp`, with stderr silenced: HDF5 keeps a file whose
+    flush failed (a full disk) open, reports it from finalisers ("Exception ignored in __dealloc__")
+    and crashed the process at exit when it tried once more (exit 139)."""
+    import gc
+
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        gc.collect()
+        if "h5py" in sys.modules:
+            import h5py
+
+            for fid in h5py.h5f.get_obj_ids(types=h5py.h5f.OBJ_FILE):
+                try:
+                    if os.path.abspath(fid.name.decode()) == os.path.abspath(tmp):
+                        fid.close()
+                except Exception:
+                    pass
+            gc.collect()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _looks_like_io_error(error):
@@ -145,6 +191,23 @@ def remove_created(path, top):
         if folder == top:
             break
         folder = os.path.dirname(folder)
+
+
+def check_writable_folder(path, argument):
+    """`path` if it is, or can become, a folder this process can write in: checked by creating (and
+    removing) a temporary folder in its nearest existing ancestor, so nothing is left behind."""
+    path = os.fspath(path)
+    ancestor = os.path.abspath(path)
+    while not os.path.exists(ancestor):
+        ancestor = os.path.dirname(ancestor)
+    if not os.path.isdir(ancestor):
+        raise NotADirectoryError(f"{argument} must be a folder; {ancestor!r} is a file. Received: {argument}={path!r}")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".write-check-", dir=ancestor))
+    except OSError as error:
+        raise PermissionError(f"{argument}: cannot create folders in {ancestor!r} ({error.strerror}). "
+                              f"Received: {argument}={path!r}") from None
+    return path
 
 
 def check_output_file(path, argument):

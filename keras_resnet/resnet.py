@@ -93,6 +93,11 @@ def _preprocessing_layer(preprocessing, channels):
     )
 
 
+def _check_width(width):
+    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+        raise ValueError(f"width must be a positive integer (the stem's filters). Received: width={width!r}")
+
+
 def _check_batchnorm(bn_momentum, bn_epsilon):
     if isinstance(bn_momentum, bool) or not isinstance(bn_momentum, (int, float)) or not 0 <= bn_momentum < 1:
         raise ValueError(f"bn_momentum must be a number in [0, 1). Received: bn_momentum={bn_momentum!r}")
@@ -144,9 +149,23 @@ class ResNet(keras.Model):
             "bilinear"}. Carried in the config (and .keras files) for the export signatures and
             `scripts/predict.py`; the model itself takes the cropped image.
         name: model name.
+        dtype_policy: the Keras dtype policy the layers are built with (default: the global policy),
+            kept in the config.
     """
 
-    def __init__(
+    def __init__(self, *args, dtype_policy=None, **kwargs):
+        # Built under `dtype_policy` (default: the global policy now), which the config keeps: a model
+        # trained in mixed_bfloat16 and saved reloads in mixed_bfloat16 in a float32 process.
+        previous = keras.mixed_precision.global_policy().name
+        dtype_policy = dtype_policy or previous
+        keras.mixed_precision.set_global_policy(dtype_policy)
+        try:
+            self._construct(*args, **kwargs)
+        finally:
+            keras.mixed_precision.set_global_policy(previous)
+        self.dtype_policy_name = dtype_policy
+
+    def _construct(
         self,
         block_type="bottleneck",
         stage_repeats=(3, 4, 6, 3),
@@ -339,6 +358,7 @@ class ResNet(keras.Model):
             "weight_decay": self.weight_decay,
             "preprocessing": self.preprocessing,
             "eval_transform": self.eval_transform,
+            "dtype_policy": self.dtype_policy_name,
         }
 
     @classmethod
@@ -413,6 +433,7 @@ def build_resnet(
         >>> model = build_resnet(50, num_classes=10, input_shape=(None, None, 3))
         >>> pretrained = build_resnet(50, weights="resnet50_v2.safetensors", eval_transform="torchvision-v2")
     """
+    _check_width(width)
     explicit_repeats = stage_repeats is not None
     if stage_repeats is None:
         if isinstance(depth, bool) or depth not in RESNET_SPECS:
@@ -524,7 +545,7 @@ def feature_pyramid(model, name=None):
     if not levels:
         raise ValueError(f"model has no stage outputs (stage2_out, ...); is it a keras_resnet model? Received: "
                          f"model={model.name!r}")
-    return keras.Model(model.inputs, levels, name=name or f"{model.name}_pyramid")
+    return keras.Model(model.input, levels, name=name or f"{model.name}_pyramid")
 
 
 def cifar_blocks_per_stage(depth):
@@ -570,6 +591,7 @@ def build_cifar_resnet(
         >>> plain = build_cifar_resnet(56, residual=False)
     """
     n = cifar_blocks_per_stage(depth)
+    _check_width(width)
     if name is None:
         name = f"{'resnet' if residual else 'plain'}{depth}"
     model = ResNet(

@@ -13,8 +13,8 @@ corrected command. Then:
   trained), `final` (final.keras), `evaluation` (test metrics), `export` (the SavedModel's
   path), `metrics` (metrics.json). A rerun after a kill or a failure at any point resumes the
   first unfinished phase and never trains finished epochs again.
-- **Backups.** The weights and optimizer state every N steps and at every epoch end, in two
-  generations: if the latest cannot be loaded, the previous one is. They are kept until
+- **Backups.** The weights and optimizer state every N steps and at every epoch end (.keras
+  archives), in two generations: if the latest cannot be loaded, the previous one is. They are kept until
   metrics.json is written.
 - **Config.** `config.json` is the resolved config. A run that has started training refuses a
   rerun with different settings, except `LATER_PHASE_FIELDS` (export, export_dir, export_name,
@@ -158,8 +158,9 @@ class Run:
                                   f"Received: run_dir={self.path!r}")
         if os.path.exists(path) and self.started:
             previous = read_json(path, advice="restore it, or pass another --run-dir")
+            ignored = config_lib.LATER_PHASE_FIELDS + config_lib.LOCATION_FIELDS
             changed = sorted(k for k, v in resolved.items()
-                             if k not in config_lib.LATER_PHASE_FIELDS and previous.get(k) != json.loads(json.dumps(v)))
+                             if k not in ignored and previous.get(k) != json.loads(json.dumps(v)))
             if changed:
                 raise ValueError(
                     f"{self.path} holds a started run with a different config ({', '.join(changed)}); rerun with the "
@@ -197,8 +198,11 @@ class Run:
         os.makedirs(folder, exist_ok=True)
         state = self._backup_state() or {"counter": 0, "latest": None}
         counter = state["counter"] + 1
-        name = f"weights-{counter}.weights.h5"
-        atomic_save(os.path.join(folder, name), model.save_weights)
+        # A .keras archive, not .weights.h5: Keras builds its HDF5 part in memory and Python's zipfile writes
+        # it, so a full disk is a clean OSError; HDF5 writing to a full disk itself corrupted its library
+        # state, and the process crashed at exit (exit 139). load_weights reads both, optimizer included.
+        name = f"weights-{counter}.keras"
+        atomic_save(os.path.join(folder, name), model.save)
         new = {"counter": counter, "latest": {"file": name, "epoch": epoch, "batch": batch},
                "previous": state["latest"]}
         write_json(os.path.join(folder, "state.json"), new)

@@ -10,14 +10,15 @@ evaluation, the SavedModel export, metrics.json.
 import math
 import os
 import time
+import warnings
 
 import keras
 import tensorflow as tf
 
-from keras_resnet import analysis, config as config_lib, data, distribute, export, registry, transfer
+from keras_resnet import analysis, blocks, config as config_lib, data, distribute, export, registry, transfer
 from keras_resnet.callbacks import EpochLine, RunRecorder, read_history
 from keras_resnet.cli import ReportedError
-from keras_resnet.files import atomic_write, write_json
+from keras_resnet.files import atomic_write, check_writable_folder, write_json
 from keras_resnet.runs import open_run, pause_point, resolve_run_dir
 
 # For scripts and notebooks that only import training.
@@ -98,7 +99,7 @@ def build_model(config, dataset, image_size):
             config.init_from, input_shape=input_shape, num_classes=dataset.num_classes,
             mode=config.transfer_mode or "full", trainable_from=config.trainable_from,
             trainable_blocks=config.trainable_blocks, hidden_units=config.head_hidden_units, model_name=config.model,
-            weight_decay=weight_decay,
+            weight_decay=weight_decay, model_kwargs=config.model_kwargs,
         )
     return registry.get_model(
         config.model,
@@ -138,6 +139,17 @@ def _check(condition, message):
         raise ValueError(message)
 
 
+def _close_tensorboard(callbacks):
+    """Close the TensorBoard writers of a `fit` that raised (Keras closes them only when training ends):
+    an open writer flushed at interpreter exit onto a full disk crashed the process."""
+    for callback in callbacks:
+        if isinstance(callback, keras.callbacks.TensorBoard):
+            try:
+                callback._close_writers()
+            except Exception:
+                pass
+
+
 def export_name(config):
     """The export's model folder: --export-name, else <model>-<dataset> (one task per name)."""
     return config.export_name or config_lib.task_name(config.model, config.dataset)
@@ -171,6 +183,9 @@ def _train(config, strategy, progress):
     _, task_index, is_chief = distribute.task_info()
 
     # Everything that can fail on bad input fails here, before the run directory exists.
+    check_writable_folder(resolve_run_dir(config), "run_dir")
+    if config.export and is_chief:
+        check_writable_folder(config.export_dir, "export_dir")
     dataset = data.load_dataset(config.dataset, data_dir=config.data_dir, download=config.download,
                                 manual_dir=config.manual_dir, image_size=config.image_size, seed=config.seed,
                                 max_pixels=config.max_image_pixels)
@@ -183,8 +198,16 @@ def _train(config, strategy, progress):
     _check(steps_per_epoch >= 1, f"batch_size must not exceed the {dataset.train_size} training images. "
                                  f"Received: batch_size={config.batch_size}")
     with strategy.scope():
-        model = build_model(config, dataset, image_size)
+        with warnings.catch_warnings():  # said below as an error, with what to do
+            warnings.filterwarnings("ignore", message=".*oneDNN kernels crash")
+            model = build_model(config, dataset, image_size)
         compile_model(model, config, steps_per_epoch, dataset.num_classes)
+    crashing = blocks.layers_crashing_tensorflow(model)
+    _check(not crashing, f"this model would crash TensorFlow 2.21 in training (a oneDNN bug with 1x1 stride-2 "
+                         f"convolutions of 8 or fewer channels on maps of 64 pixels or more: {', '.join(crashing)}); "
+                         f"use a width of at least 12 (--model-arg width=16), a smaller --image-size, or "
+                         f"TF_ENABLE_ONEDNN_OPTS=0. Received: model_kwargs={config.model_kwargs}, "
+                         f"image_size={image_size}")
     do_export = config.export and is_chief
     name = export_name(config)
 
@@ -209,9 +232,13 @@ def _train(config, strategy, progress):
             if progress:
                 callbacks.append(EpochLine(progress))
             start = time.time()
-            history = model.fit(pipeline(dataset.train, True), validation_data=pipeline(dataset.validation, False),
-                                epochs=config.epochs, callbacks=callbacks, shuffle=False,
-                                verbose=0 if config.quiet or progress else 1)
+            try:
+                history = model.fit(pipeline(dataset.train, True),
+                                    validation_data=pipeline(dataset.validation, False), epochs=config.epochs,
+                                    callbacks=callbacks, shuffle=False, verbose=0 if config.quiet or progress else 1)
+            except BaseException:
+                _close_tensorboard(callbacks)
+                raise
             losses = history.history.get("loss", [])
             if losses and not all(math.isfinite(v) for v in losses):
                 best = run.file("best.keras")
@@ -241,9 +268,11 @@ def _train(config, strategy, progress):
         pause_point(run.path, "phase:export")
         exported = run.info("export")
         if do_export and not (exported and exported.get("dir") == config.export_dir and exported.get("name") == name):
+            before = export.existing_versions(os.path.join(config.export_dir, name))
             path = export.export_saved_model(model, config.export_dir, name=name, class_names=dataset.class_names,
                                              max_pixels=config.max_image_pixels, source=run.path)
-            exported = {"path": path, "dir": config.export_dir, "name": name}
+            exported = {"path": path, "dir": config.export_dir, "name": name,
+                        "new_version": int(os.path.basename(path)) not in before}
             run.complete("export", exported)
 
         # Phase 5: metrics.json, then the backup can go.
@@ -274,6 +303,7 @@ def _train(config, strategy, progress):
             metrics["test_top5_accuracy"] = results["top5_accuracy"]
         if do_export and exported:
             metrics["export"] = exported["path"]
+            metrics["export_new_version"] = exported.get("new_version", True)
         write_json(run.file("metrics.json"), metrics)
         run.complete("metrics")
         run.clear_backup()

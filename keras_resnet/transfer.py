@@ -227,15 +227,21 @@ def _loss_for_labels(train_data):
     return "sparse_categorical_crossentropy" if sparse else "categorical_crossentropy"
 
 
-def load_backbone(init_from, *, input_shape, model_name="resnet50", weight_decay=0.0):
+ARCHITECTURE = ("block_type", "stage_repeats", "stage_widths", "stem", "stem_width", "residual", "shortcut",
+                "stride_in", "expansion")
+
+
+def load_backbone(init_from, *, input_shape, model_name="resnet50", weight_decay=0.0, model_kwargs=None):
     """A headless `ResNet` for `input_shape` holding pretrained weights.
 
     init_from: "imagenet" or a keras.applications .h5 file (the architecture is `model_name`,
     resnet50/101/152, with the "caffe" preprocessing those weights expect), a torchvision/timm
     ResNet state dict (.safetensors, .pth: `model_name` of its depth, with the v1.5 stride placement
     and ImageNet normalisation they expect; the fc head is dropped), or our own `.keras` file or
-    training run directory (its architecture and its own preprocessing layer).
+    training run directory (its architecture and its own preprocessing layer), which must be the
+    architecture `model_name` and `model_kwargs` build: the run is named after them.
     """
+    model_kwargs = dict(model_kwargs or {})
     weight_file = os.path.isfile(init_from) and init_from.endswith((".h5", *checkpoints.STATE_DICT_SUFFIXES))
     if init_from == "imagenet" or (weight_file and checkpoints.source_kind(init_from) != "weights_h5"):
         # What the weights were trained with; their blocks are checked against model_name by the loader. The
@@ -246,7 +252,7 @@ def load_backbone(init_from, *, input_shape, model_name="resnet50", weight_decay
         implied = checkpoints.builder_defaults(init_from, argument="init_from")
         settings = {key: implied[key] for key in checkpoints.SETTINGS if key in implied}
         model = registry.get_model(model_name, input_shape=input_shape, include_top=False, weight_decay=weight_decay,
-                                   **settings)
+                                   **{**settings, **model_kwargs})
         return checkpoints.load_weights(model, init_from, argument="init_from")
     kind, path = checkpoints.resolve_model_path(init_from, argument="init_from")
     if kind != "keras":
@@ -259,17 +265,26 @@ def load_backbone(init_from, *, input_shape, model_name="resnet50", weight_decay
     if channels != input_shape[-1]:
         raise ValueError(f"init_from={init_from!r} takes {channels}-channel images; the dataset has "
                          f"{input_shape[-1]} channels.")
+    expected = registry.get_model(model_name, input_shape=input_shape, include_top=False, **model_kwargs)
+    differ = [f"{key} {getattr(source, key)!r} != {getattr(expected, key)!r}" for key in ARCHITECTURE
+              if getattr(source, key) != getattr(expected, key)]
+    if differ:
+        raise ValueError(
+            f"init_from={os.fspath(init_from)!r} holds {checkpoints.describe(source)} but the model asked for is "
+            f"{model_name} ({'; '.join(differ)}); pass the --model (and --model-arg) the file was trained with."
+        )
     config = {**source.get_config(), "include_top": False, "pooling": None, "input_shape": tuple(input_shape),
-              "weight_decay": weight_decay, "name": source.name}
+              "weight_decay": weight_decay, "name": source.name, "dtype_policy": None}  # this run's precision
     backbone = ResNet.from_config(config)
     return checkpoints.copy_weights(source, backbone, weights_name=f"init_from={os.fspath(init_from)!r}")
 
 
 def build_transfer_model(init_from, *, input_shape, num_classes, mode="full", trainable_from=None,
                          trainable_blocks=None, hidden_units=0, model_name="resnet50", weight_decay=0.0,
-                         freeze_batchnorm=None):
+                         freeze_batchnorm=None, model_kwargs=None):
     """Pretrained backbone + new head for `num_classes`, with `mode`'s layers trainable."""
-    backbone = load_backbone(init_from, input_shape=input_shape, model_name=model_name, weight_decay=weight_decay)
+    backbone = load_backbone(init_from, input_shape=input_shape, model_name=model_name, weight_decay=weight_decay,
+                             model_kwargs=model_kwargs)
     model = replace_head(backbone, num_classes, hidden_units=hidden_units, weight_decay=weight_decay)
     return set_trainable(model, mode, trainable_from=trainable_from, trainable_blocks=trainable_blocks,
                          freeze_batchnorm=freeze_batchnorm)

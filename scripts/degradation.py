@@ -49,7 +49,7 @@ def main(argv=None):
     experiments.check_runs([{**common, "model": name} for name, _ in runs])  # every value, before any training
 
     histories, rows = {}, []
-    with experiments.results_dir(args.out_dir) as out:
+    with experiments.results_dir(args.out_dir, vars(args)) as out:
         for step, (name, depth) in enumerate(runs, start=1):
             metrics, history = experiments.run(out, name, step=f"{step}/{len(runs)}", model=name, **common)
             histories[name] = history

@@ -51,7 +51,7 @@ def main(argv=None):
     experiments.check_runs([overrides for _, overrides in runs])  # every value, before any training
 
     rows = []
-    with experiments.results_dir(args.out_dir) as out:
+    with experiments.results_dir(args.out_dir, vars(args)) as out:
         for step, (option, overrides) in enumerate(runs, start=1):
             metrics, _ = experiments.run(out, f"option-{option}", step=f"{step}/{len(runs)}", **overrides)
             rows.append({"shortcut": option, "params": metrics["trainable_params"], "macs": metrics["macs"],

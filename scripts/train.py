@@ -37,7 +37,8 @@ def main(argv=None):
     print(json.dumps(metrics, indent=2))
     top5 = f", top-5 {metrics['test_top5_accuracy']:.4f}" if "test_top5_accuracy" in metrics else ""
     print(f"test accuracy {metrics['test_accuracy']:.4f}{top5} in {metrics['wall_time_s']:.0f} s; "
-          f"run directory {metrics['run_dir']}" + (f"; SavedModel {metrics['export']}" if "export" in metrics else ""))
+          f"run directory {metrics['run_dir']}" + (f"; SavedModel {metrics['export']}" if "export" in metrics else "")
+          + ("" if metrics.get("export_new_version", True) else " (unchanged: that version already holds this model)"))
 
 
 if __name__ == "__main__":

@@ -44,6 +44,9 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    for name in ("per_class", "pretrain_epochs", "epochs", "batch_size"):  # named as the flags, not the config
+        if getattr(args, name) < 1:
+            raise ValueError(f"{name} must be a positive integer. Received: {name}={getattr(args, name)}")
     from keras_resnet import experiments, plots
 
     common = dict(model=args.model, model_kwargs=experiments.model_args(args.model_arg), quiet=True)
@@ -55,7 +58,7 @@ def main(argv=None):
     experiments.check_runs([pretrain] + [{k: v for k, v in o.items() if k not in WAYS["partial"]}
                                          for _, _, o in targets])
     total = 1 + len(targets)
-    with experiments.results_dir(args.out_dir) as out:
+    with experiments.results_dir(args.out_dir, vars(args)) as out:
         pretrained, _ = experiments.run(out, "pretrain", step=f"1/{total}", **pretrain)
         print(f"pretrained on {args.source}: test accuracy {pretrained['test_accuracy']:.4f}", flush=True)
         accuracies, trainable = {way: [] for way in WAYS}, {}

@@ -16,12 +16,13 @@ adds no trial exports nothing new). A search whose trials all failed exits 1 and
 import json
 import os
 import sys
+import warnings
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from keras_resnet import config as config_lib, tuning  # noqa: E402
 from keras_resnet.cli import ArgumentParser, ReportedError, run_cli  # noqa: E402
-from keras_resnet.files import check_folder_name  # noqa: E402
+from keras_resnet.files import check_folder_name, check_writable_folder  # noqa: E402
 
 
 def build_parser():
@@ -72,6 +73,9 @@ def main(argv=None):
                                       "model_kwargs": experiments.model_args(args.model_arg)})
     if args.max_trials < 1:
         raise ValueError(f"max_trials must be a positive integer. Received: max_trials={args.max_trials}")
+    check_writable_folder(args.directory, "directory")
+    if base.export:
+        check_writable_folder(base.export_dir, "export_dir")
     if base.cpu_devices > 1:
         distribute.configure_cpu_devices(base.cpu_devices)
     strategy = distribute.get_strategy(base.strategy)
@@ -91,6 +95,7 @@ def main(argv=None):
     tuner_id = os.environ.get("KERASTUNER_TUNER_ID", "tuner0")
     worker = "KERASTUNER_ORACLE_IP" in os.environ and tuner_id != "chief"
     done_before = set() if worker else {t.trial_id for t in tuner.oracle.trials.values() if t.status == "COMPLETED"}
+    warnings.filterwarnings("ignore", message="All-NaN", category=RuntimeWarning)  # NaN scores of diverged trials
     try:
         tuner.search(verbose=0 if args.quiet else 1)
     except RuntimeError as error:  # Keras Tuner stops after 3 failed trials in a row
@@ -111,10 +116,15 @@ def main(argv=None):
         raise ReportedError(f"{stopped or f'all {len(rows)} trials failed or diverged (a NaN score)'}; nothing is "
                             f"exported. trials.csv in {folder} lists the trials.")
     if not args.no_export:
-        model = tuner.get_best_models(1)[0]
-        path = export.export_saved_model(model, args.export_dir, name=config_lib.task_name(best["model"], args.dataset),
-                                         class_names=dataset.class_names, source=folder)
-        print(f"best model exported to {path}")
+        with warnings.catch_warnings():  # the checkpoint holds the trial's optimizer, the fresh model none
+            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+            model = tuner.get_best_models(1)[0]
+        name = config_lib.task_name(best["model"], args.dataset)
+        before = export.existing_versions(os.path.join(args.export_dir, name))
+        path = export.export_saved_model(model, args.export_dir, name=name, class_names=dataset.class_names,
+                                         source=folder)
+        unchanged = int(os.path.basename(path)) in before
+        print(f"best model exported to {path}" + (" (unchanged: this version already holds it)" if unchanged else ""))
 
 
 if __name__ == "__main__":

@@ -140,7 +140,8 @@ def test_help_shows_the_defaults_the_default_run_uses():
     assert "(default: 30 on digits; otherwise the recipe's: cifar 182, imagenet 90)" in flat
     assert "(default: 64 on digits; otherwise the recipe's: cifar 128, imagenet 256)" in flat
     head = " ".join(_parser({"transfer_mode": "head"}).format_help().split())
-    assert "which layers train after init_from (None: full) (default: head)" in head
+    assert "which layers train after init_from (default: head)" in head  # transfer.py's own default
+    assert "which layers train after init_from (default: full)" in flat  # None means full
 
 
 def test_script_defaults_sit_below_the_config_file_and_the_flags(tmp_path):

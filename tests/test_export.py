@@ -178,6 +178,8 @@ def test_versions_count_up_only_for_a_changed_model_and_are_never_overwritten_si
         export.export_saved_model(model, str(tmp_path), name="m", version=0)
     card = json.load(open(tmp_path / "m" / "2" / "export.json"))
     assert (card["num_classes"], card["channels"], card["input_size"]) == (5, 3, [SIZE, SIZE])
+    eleven = export.export_saved_model(model, str(tmp_path), name="k", top_k=11)  # 5 classes: 5 come back
+    assert json.load(open(os.path.join(eleven, "export.json")))["top_k"] == 5
     for folder, _, names in os.walk(tmp_path / "m" / "2"):  # a server running as another user can read it
         assert os.stat(folder).st_mode & 0o777 == 0o755
         assert all(os.stat(os.path.join(folder, n)).st_mode & 0o777 == 0o644 for n in names)
@@ -236,10 +238,13 @@ def test_export_script_survives_a_kill_and_counts_versions(tmp_path):
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert export.existing_versions(str(out / "r18")) == []  # no version for a server to pick up
+    stale = [name for name in os.listdir(out / "r18") if name.startswith(".tmp-")]
+    assert stale and stale[0].split("-")[2] == str(process.pid)  # the killed writer's, named by its process id
 
     done = run_main("export.py", source / "model.keras", "--export-dir", out)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.startswith(f"exported {source / 'model.keras'} -> {out / 'r18' / '1'}\n")
+    assert sorted(os.listdir(out / "r18")) == ["1"]  # the dead process's temporary is gone
     again = run_main("export.py", source / "model.keras", "--export-dir", out)  # nothing changed: no new version
     assert again.stdout.startswith(f"exported {source / 'model.keras'} -> {out / 'r18' / '1'} (unchanged")
     assert export.existing_versions(str(out / "r18")) == [1]

@@ -186,6 +186,7 @@ NON_DEFAULT = dict(
     name="custom",
     trainable=True,
     eval_transform={"resize": 18, "crop": [16, 16], "interpolation": "bicubic"},
+    dtype_policy="mixed_bfloat16",
 )
 
 

@@ -153,9 +153,9 @@ def test_no_loadable_backup_is_one_clear_error(tmp_path, monkeypatch):
     values = _interrupted_run(tmp_path, monkeypatch, at="backup:2")
     backup = tmp_path / "run" / "backup"
     for name in os.listdir(backup):
-        if name.endswith(".weights.h5"):
+        if name.endswith(".keras"):
             (backup / name).write_bytes(b"\x89HDF\r\n\x1a\n broken")
-    with pytest.raises(CorruptFileError, match=r"No backup in .*backup can be loaded: .*weights-\d+.weights.h5.*Delete"):
+    with pytest.raises(CorruptFileError, match=r"No backup in .*backup can be loaded: .*weights-\d+.keras.*Delete"):
         training.train(config.resolve_config(values))
 
 
@@ -219,3 +219,28 @@ def test_experiment_scripts_refuse_zero_epochs_and_leave_nothing(tmp_path):
     result = run_main("degradation.py", "--dataset", "tfds:cifar10", "--data-dir", tmp_path / "tfds", cwd=tmp_path)
     assert "is not prepared" in no_traceback(result) and "--download" in result.stderr
     assert not os.path.exists(tmp_path / "runs")
+
+
+def test_a_moved_run_directory_resumes_where_it_is(tmp_path, monkeypatch):
+    values = _interrupted_run(tmp_path, monkeypatch, at="backup:2")
+    shutil.move(str(tmp_path / "run"), str(tmp_path / "moved"))
+    metrics = training.train(config.resolve_config({**values, "run_dir": str(tmp_path / "moved")}))
+    assert metrics["epochs_this_run"] == 1 and [r["epoch"] for r in history(str(tmp_path / "moved"))] == [1, 2, 3]
+
+
+def test_a_killed_experiment_resumes_and_keeps_its_finished_runs(tmp_path):
+    """degradation.py killed in its second run: the rerun of the command continues the same results
+    folder, keeps the first run, and finishes the rest."""
+    out = tmp_path / "deg"
+    args = ["--depths", 8, 20, "--epochs", 1, "--model-arg", "width=4", "--out-dir", out]
+    kill_at("run:resnet8", str(out), "degradation.py", *args)
+    first = (out / "plain8" / "metrics.json").read_text()
+    done = run_main("degradation.py", *args)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"resuming the unfinished {out}" in done.stderr and "[1/4] plain8: finished already" in done.stderr
+    assert (out / "plain8" / "metrics.json").read_text() == first and (out / "results.md").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["deg"]  # no deg-2
+    again = run_main("degradation.py", *args)  # finished: a new folder, as before
+    assert again.returncode == 0 and (tmp_path / "deg-2" / "results.md").exists()
+    assert "out_dir must be a folder name, not a file" in no_traceback(
+        run_main("degradation.py", "--out-dir", out / "results.md"))

@@ -234,18 +234,23 @@ def test_diverging_run_stops_clearly_and_keeps_best_checkpoint(tmp_path):
         (["--epochs", "-3"], "Received: epochs=-3"),
         (["--epochs", "x"], "argument --epochs: invalid integer value: 'x'"),
         (["--model-arg", "foo=1"], "foo is not an argument of the resnet8 builder"),
+        (["--model", "resnet8", "--run-dir", "/proc/x/y"], "run_dir: cannot create folders in '/proc'"),
         (["--model-arg", "foo"], "--model-arg takes KEY=VALUE. Received: --model-arg 'foo'"),
         (["--init-from", "{tmp}/w.h5"], "init_from="),
         (["--init-from", "imagenet", "--transfer-mode", "partial", "--trainable-blocks", "-1"],
          "trainable_blocks must be >= 0. Received: trainable_blocks=-1"),
         (["--export-name", "../up"], "export_name must be a single folder name"),
+        (["--export-dir", "/proc/keras-resnet"], "export_dir: cannot create folders in '/proc'"),
+        (["--image-size", "64"], "would crash TensorFlow 2.21 in training (a oneDNN bug"),
+        (["--model-arg", "width=0"], "width must be a positive integer (the stem's filters). Received: width=0"),
         (["--strategy", "mirrored", "--cpu-devices", "2", "--batch-size", "33"], "divisible by the 2 replicas"),
     ],
 )
 def test_bad_input_exits_2_with_one_line_naming_the_value(tmp_path, args, match):
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
     model = [] if "--model" in args else TINY_ARGS
-    line = no_traceback(run_main("train.py", *model, *args, "--run-dir", tmp_path / "run", "--quiet"))
+    run_dir = [] if "--run-dir" in args else ["--run-dir", tmp_path / "run"]
+    line = no_traceback(run_main("train.py", *model, *args, *run_dir, "--quiet"))
     assert match in line
     assert "pass --download" not in line or "tfds:cifar10" in line  # advice only where it applies
     assert not os.path.exists(tmp_path / "run")

@@ -163,6 +163,14 @@ def test_transfer_run_loads_the_pretrained_backbone_and_trains_only_the_head(tmp
                 np.testing.assert_array_equal(a.numpy(), b.numpy())
     with pytest.raises(ValueError, match="transfer_mode needs init_from"):
         config.resolve_config({"transfer_mode": "head"})
+    # The run is named after --model: a file of another architecture is refused, naming both.
+    for model, kwargs in (("resnet20", {}), ("resnet8", {"width": 8})):
+        other = config.resolve_config({**base, "model": model, "model_kwargs": kwargs, "dataset": "digits:5-9",
+                                       "init_from": pre["run_dir"], "run_dir": str(tmp_path / "other")})
+        with pytest.raises(ValueError, match=f"holds a ResNet .* but the model asked for is {model} "
+                                             r"\((stage_repeats|stage_widths)"):
+            training.train(other)
+    assert not os.path.exists(tmp_path / "other")
 
 
 def test_transfer_demo_script_writes_table_and_plot(tmp_path):
