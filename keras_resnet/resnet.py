@@ -153,14 +153,15 @@ class ResNet(keras.Model):
             kept in the config.
     """
 
-    def __init__(self, *args, dtype_policy=None, **kwargs):
+    def __init__(self, block_type="bottleneck", dtype_policy=None, **kwargs):
         # Built under `dtype_policy` (default: the global policy now), which the config keeps: a model
-        # trained in mixed_bfloat16 and saved reloads in mixed_bfloat16 in a float32 process.
+        # trained in mixed_bfloat16 and saved reloads in mixed_bfloat16 in a float32 process. (Keyword
+        # arguments only: keras.models.clone_model takes a (*args, **kwargs) constructor for Functional's.)
         previous = keras.mixed_precision.global_policy().name
         dtype_policy = dtype_policy or previous
         keras.mixed_precision.set_global_policy(dtype_policy)
         try:
-            self._construct(*args, **kwargs)
+            self._construct(block_type=block_type, **kwargs)
         finally:
             keras.mixed_precision.set_global_policy(previous)
         self.dtype_policy_name = dtype_policy

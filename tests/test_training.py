@@ -241,7 +241,7 @@ def test_diverging_run_stops_clearly_and_keeps_best_checkpoint(tmp_path):
          "trainable_blocks must be >= 0. Received: trainable_blocks=-1"),
         (["--export-name", "../up"], "export_name must be a single folder name"),
         (["--export-dir", "/proc/keras-resnet"], "export_dir: cannot create folders in '/proc'"),
-        (["--image-size", "64"], "would crash TensorFlow 2.21 in training (a oneDNN bug"),
+        (["--image-size", "64", "--model-arg", "shortcut=B"], "would crash TensorFlow 2.21 in training (a oneDNN bug"),
         (["--model-arg", "width=0"], "width must be a positive integer (the stem's filters). Received: width=0"),
         (["--strategy", "mirrored", "--cpu-devices", "2", "--batch-size", "33"], "divisible by the 2 replicas"),
     ],
