@@ -26,7 +26,7 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(VENV)/bin/python -m pytest -q -m "" $(ARGS)
 
-# What a GPU machine with JAX but without TensorFlow needs for scripts/gpu_benchmark.py (docs/runtimes.md).
+# What a GPU machine with JAX but without TensorFlow needs for scripts/gpu_benchmark.py (README: "Past float32").
 gpu-wheelhouse: $(STAMP)
 	$(VENV)/bin/python scripts/gpu_benchmark.py --build wheelhouse
 

@@ -96,6 +96,23 @@ def default_name(base, format, int8=False):
     return f"{base}-{format}" + ("-int8" if int8 else "")
 
 
+def keras_export(model, folder, files, format, input_shape, *, quantize=None, calibration=None, **options):
+    """`model.export` in Keras' `format` into `folder/files[0]`, one float32 input `images` [batch, *input_shape].
+
+    With `quantize` (a runtime's post-training int8 step), the float model goes to `float.<ext>` files first
+    and `quantize(float_path, model_path, calibration)` writes `files` from them; the float files are removed.
+    """
+    import tensorflow as tf
+
+    written = [f"float{os.path.splitext(name)[1]}" for name in files] if quantize else list(files)
+    spec = tf.TensorSpec([None, *input_shape], tf.float32, name="images")
+    model.export(os.path.join(folder, written[0]), format=format, verbose=False, input_signature=[spec], **options)
+    if quantize:
+        quantize(os.path.join(folder, written[0]), os.path.join(folder, files[0]), calibration)
+        for name in written:
+            os.remove(os.path.join(folder, name))
+
+
 @contextlib.contextmanager
 def quiet_output():
     """Silence what the converters print (tf2onnx, TensorFlow's converter, NNCF's progress bars) on the

@@ -17,7 +17,8 @@ FILES = ("model.tflite",)
 def export(model, folder, *, input_shape, int8=False, calibration=None):
     import tensorflow as tf
 
-    spec = tf.TensorSpec([None, *input_shape], tf.float32, name="images")
+    from keras_resnet.runtimes import keras_export
+
     options = {}
     if int8:
         def representative_dataset():
@@ -26,7 +27,7 @@ def export(model, folder, *, input_shape, int8=False, calibration=None):
 
         options = {"optimizations": [tf.lite.Optimize.DEFAULT], "representative_dataset": representative_dataset,
                    "target_spec": {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]}}
-    model.export(os.path.join(folder, FILES[0]), format="litert", verbose=False, input_signature=[spec], **options)
+    keras_export(model, folder, FILES, "litert", input_shape, **options)
 
 
 def open_model(folder, threads=None):

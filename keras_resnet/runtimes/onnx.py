@@ -16,15 +16,10 @@ CALIBRATION_BATCH = 16
 
 
 def export(model, folder, *, input_shape, int8=False, calibration=None):
-    import tensorflow as tf
+    from keras_resnet.runtimes import keras_export
 
-    path = os.path.join(folder, FILES[0])
-    target = os.path.join(folder, "float.onnx") if int8 else path
-    spec = tf.TensorSpec([None, *input_shape], tf.float32, name="images")
-    model.export(target, format="onnx", verbose=False, input_signature=[spec])
-    if int8:
-        quantize(target, path, calibration)
-        os.remove(target)
+    keras_export(model, folder, FILES, "onnx", input_shape, quantize=quantize if int8 else None,
+                 calibration=calibration)
 
 
 def quantize(source, target, calibration):

@@ -21,16 +21,10 @@ FILES = ("model.xml", "model.bin")
 
 
 def export(model, folder, *, input_shape, int8=False, calibration=None):
-    import tensorflow as tf
+    from keras_resnet.runtimes import keras_export
 
-    path = os.path.join(folder, FILES[0])
-    target = os.path.join(folder, "float.xml") if int8 else path
-    spec = tf.TensorSpec([None, *input_shape], tf.float32, name="images")
-    model.export(target, format="openvino", verbose=False, input_signature=[spec])
-    if int8:
-        quantize(target, path, calibration)
-        os.remove(target)
-        os.remove(target[:-4] + ".bin")
+    keras_export(model, folder, FILES, "openvino", input_shape, quantize=quantize if int8 else None,
+                 calibration=calibration)
 
 
 def quantize(source, target, calibration):
