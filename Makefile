@@ -6,6 +6,10 @@ PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV := .venv
 STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
+# Test files run in this many processes (pytest-xdist; whole files, so module fixtures are built once): most tests
+# are single-threaded Python and TensorFlow tracing, so two processes on 2 cores take 10 minutes instead of 16.
+TEST_WORKERS ?= 2
+PYTEST := $(VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 .PHONY: setup train test test-all gpu-wheelhouse clean
 
@@ -21,10 +25,10 @@ train: $(STAMP)
 	$(VENV)/bin/python scripts/train.py $(ARGS)
 
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest -q $(ARGS)
+	$(PYTEST) $(ARGS)
 
 test-all: $(STAMP)
-	$(VENV)/bin/python -m pytest -q -m "" $(ARGS)
+	$(PYTEST) -m "" $(ARGS)
 
 # What a GPU machine with JAX but without TensorFlow needs for scripts/gpu_benchmark.py (README: "Past float32").
 gpu-wheelhouse: $(STAMP)

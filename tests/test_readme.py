@@ -38,10 +38,11 @@ PLAN = {
     "make train": ("make", "--epochs 1"),
     "make test": ("elsewhere", "this suite is `make test`; CI runs it from a clean clone"),
     "make test-all": ("elsewhere", "make test plus the tests marked slow"),
+    "make test TEST_WORKERS=0": ("elsewhere", "test_make_test_runs_the_files_in_test_workers_processes"),
     "saved_model_cli run": ("elsewhere", "test_export.py::test_saved_model_cli_run_on_the_image_signatures"),
     'make train ARGS="--epochs 60 --model plain20"': ("make", "--epochs 1"),
     "python scripts/train.py": ("run", "--epochs 1"),
-    # In process: the suite has turned op determinism on already (test_training's deterministic runs).
+    # In process: op determinism, once on, stays on in this test process (it only makes later tests reproducible).
     "python scripts/train.py --model plain56 --epochs 60 --seed 3 --deterministic": ("run", f"--epochs 1 {TINY}"),
     "python scripts/train.py --model resnet110 --dataset tfds:cifar10 --data-dir ~/tensorflow_datasets "
     "--warmup-epochs 1": ("fails", "Dataset tfds:cifar10 is not prepared"),
@@ -263,6 +264,17 @@ def _make_command(command):
     script = line.split()[0]
     assert script.endswith("/bin/python"), line  # the virtual environment's python
     return "python " + " ".join(line.split()[1:])
+
+
+@pytest.mark.parametrize("variables, workers", [([], "2"), (["TEST_WORKERS=0"], "0")])
+def test_make_test_runs_the_files_in_test_workers_processes(variables, workers):
+    """`make test` is pytest over whole files in TEST_WORKERS processes (2 unless set), as the README says."""
+    for target in ("test", "test-all"):
+        shown = subprocess.run(["make", "-n", "--always-make", target, *variables], cwd=ROOT, capture_output=True,
+                               text=True, timeout=60)
+        assert shown.returncode == 0, shown.stderr
+        line = [row for row in shown.stdout.splitlines() if "-m pytest" in row][-1]
+        assert f"-m pytest -q -n {workers} --dist loadfile" in line, line
 
 
 def _subprocess(command, extra, root):
