@@ -7,7 +7,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 # Test files run in this many processes (pytest-xdist; whole files, so module fixtures are built once): most tests
-# are single-threaded Python and TensorFlow tracing, so two processes on 2 cores take 10 minutes instead of 16.
+# are single-threaded Python and TensorFlow tracing, so two processes on 2 cores take under 10 minutes instead of 15.
 TEST_WORKERS ?= 2
 PYTEST := $(VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
