@@ -366,7 +366,7 @@ def load_dataset(name, *, data_dir=None, download=False, manual_dir=None, image_
     if name.startswith("folder:") or os.path.isdir(name):
         path = name[7:] if name.startswith("folder:") else name
         return load_folder_dataset(path, image_size=image_size or 64, seed=seed, max_pixels=max_pixels)
-    raise ValueError(f"Unknown dataset {name!r}. Use one of: {', '.join(DATASET_KINDS)}.")
+    raise ValueError(f"Unknown dataset {name!r}. Use one of: {', '.join(DATASET_KINDS)}. Received: dataset={name!r}")
 
 
 # --- augmentation and batching ---------------------------------------------------------

@@ -49,7 +49,7 @@ from keras_resnet.checkpoints import (  # noqa: F401  (re-exported for the scrip
     read_labels,
     resolve_model_path,
 )
-from keras_resnet.files import check_folder_name, fsync_path
+from keras_resnet.files import check_folder_name, check_writable_folder, fsync_path, locked
 
 DEFAULT_TOP_K = 5
 IMAGE_SIGNATURES = {"serving_default": tf.float32, "serve_uint8": tf.uint8}
@@ -123,6 +123,20 @@ def write_version_atomically(model_dir, version, write, overwrite=False):
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+def export_version(model_dir, card, version, overwrite, write):
+    """The export of `card` into `model_dir`: the version that already holds it (`existing_export`), else a
+    new version written by `write(folder)` (`write_version_atomically`). Check and write happen under a lock on
+    the name (`<export_dir>/.<name>.lock`, outside the folder TF Serving watches), so two exports to one name
+    at once run in turn: the second sees the first's version instead of replacing it."""
+    export_dir, name = os.path.split(os.path.normpath(model_dir))
+    os.makedirs(export_dir or ".", exist_ok=True)
+    with locked(os.path.join(export_dir or ".", f".{name}.lock")):
+        existing = existing_export(model_dir, card, name, version, overwrite)
+        if existing:
+            return existing  # already exported: no repeated version
+        return write_version_atomically(model_dir, version, write, overwrite)
 
 
 # --- batch-norm folding ------------------------------------------------------------------
@@ -405,8 +419,10 @@ def write_labels_and_card(folder, card, class_names):
 
 
 def check_export_dir(export_dir):
+    """`export_dir` if it is, or can become, a folder this process writes in (else an error naming it)."""
     if os.path.exists(export_dir) and not os.path.isdir(export_dir):
         raise NotADirectoryError(f"export_dir must be a folder. Received: export_dir={export_dir!r} (a file)")
+    return check_writable_folder(export_dir, "export_dir")
 
 
 def export_saved_model(
@@ -435,20 +451,16 @@ def export_saved_model(
                                 max_pixels=max_pixels, fold_batchnorm=fold_batchnorm)
     card = model_card(model, name, settings, image_size=image_size, source=source,
                       signatures=[*IMAGE_SIGNATURES, BYTES_SIGNATURE])
-    model_dir = os.path.join(export_dir, name)
-    existing = existing_export(model_dir, card, name, version, overwrite)
-    if existing:
-        return existing  # already exported: no repeated version
-    served = fold_batchnorm_into_convs(model) if fold_batchnorm else model
-    archive = make_export_archive(served, top_k=top_k, class_names=class_names, image_size=image_size,
-                                  max_pixels=max_pixels)
 
     def write(folder):
+        served = fold_batchnorm_into_convs(model) if fold_batchnorm else model
+        archive = make_export_archive(served, top_k=top_k, class_names=class_names, image_size=image_size,
+                                      max_pixels=max_pixels)
         archive.write_out(folder, verbose=False)
         model.save(os.path.join(folder, "model.keras"))
         write_labels_and_card(folder, card, class_names)
 
-    return write_version_atomically(model_dir, version, write, overwrite)
+    return export_version(os.path.join(export_dir, name), card, version, overwrite, write)
 
 
 # --- serving what was saved ----------------------------------------------------------------------

@@ -5,7 +5,9 @@ second writer never leaves half a file under the real name.
 JSON state files are read through `read_json`, whose errors name the file and say what to do.
 """
 
+import contextlib
 import errno
+import fcntl
 import json
 import os
 import re
@@ -220,6 +222,18 @@ def check_output_file(path, argument):
     if not os.access(folder, os.W_OK):
         raise PermissionError(f"{argument}: the folder {folder!r} is not writable. Received: {argument}={path!r}")
     return path
+
+
+@contextlib.contextmanager
+def locked(path):
+    """Hold an exclusive `flock` on the file `path` (created 0644, left in place) for the block, waiting while
+    another process holds it. The kernel releases it when the holder exits, a kill included."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def atomic_write(path, content):

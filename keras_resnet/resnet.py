@@ -153,7 +153,7 @@ class ResNet(keras.Model):
             kept in the config.
     """
 
-    def __init__(self, block_type="bottleneck", dtype_policy=None, **kwargs):
+    def __init__(self, *, block_type="bottleneck", dtype_policy=None, **kwargs):
         # Built under `dtype_policy` (default: the global policy now), which the config keeps: a model
         # trained in mixed_bfloat16 and saved reloads in mixed_bfloat16 in a float32 process. (Keyword
         # arguments only: keras.models.clone_model takes a (*args, **kwargs) constructor for Functional's.)

@@ -50,6 +50,9 @@ def build_parser():
     parser.add_argument("--evaluation-images", type=int, default=EVALUATION_IMAGES,
                         help=f"held-out images of the --int8 report, at most (default: {EVALUATION_IMAGES})")
     parser.add_argument("--data-dir", help="TFDS data folder of the calibration dataset (default: the run's)")
+    parser.add_argument("--manual-dir", help="archives of a manual TFDS calibration dataset (default: the run's)")
+    parser.add_argument("--download", action="store_true",
+                        help="download and prepare a TFDS calibration dataset that is not prepared (needs the internet)")
     parser.add_argument("--export-dir", default="saved_models", help="TF Serving base folder (default: saved_models)")
     parser.add_argument("--name", help="model folder name (default: the run's <model>-<dataset>, else the model's "
                                        "name; -<format>[-int8] appended for other formats)")
@@ -86,7 +89,8 @@ def calibration_data(args, model, run_values):
         raise ValueError("--int8 needs calibration images from the training data: pass a run directory (its "
                          "dataset is used) or --calibration-dataset. Received: calibration_dataset=None")
     dataset = data.load_dataset(str(name), data_dir=args.data_dir or run_values.get("data_dir"),
-                                manual_dir=run_values.get("manual_dir"), image_size=run_values.get("image_size"),
+                                manual_dir=args.manual_dir or run_values.get("manual_dir"),
+                                download=args.download, image_size=run_values.get("image_size"),
                                 seed=int(run_values.get("seed") or 0),
                                 max_pixels=int(run_values.get("max_image_pixels") or DEFAULT_MAX_PIXELS))
     classes = int(model.output_shape[-1])

@@ -32,12 +32,13 @@ def read_image_files(paths, channels, max_pixels):
     contents = []
     for path in paths:
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"images must be image files. Received: {path!r} (no such file)")
+            raise FileNotFoundError(f"images must be image files; {path!r} does not exist. Received: images={path!r}")
         with open(path, "rb") as f:
             content = f.read()
         reason = images.check(content, channels, max_pixels)
         if reason:
-            raise ValueError(f"images: {path!r} {'is ' if reason.startswith('not') else ''}{reason}.")
+            raise ValueError(f"images: {path!r} {'is ' if reason.startswith('not') else ''}{reason}. "
+                             f"Received: images={path!r}")
         contents.append(content)
     return contents
 

@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -199,7 +200,7 @@ def test_one_name_never_holds_two_tasks(model, tmp_path):
         export.export_saved_model(gray, str(tmp_path), name="pets", class_names=CLASSES)
     with pytest.raises(ValueError, match=r"name must be a single folder name .*Received: name='../up'"):
         export.export_saved_model(model, str(tmp_path), name="../up")
-    assert sorted(os.listdir(tmp_path)) == ["pets"] and sorted(os.listdir(tmp_path / "pets")) == ["1"]
+    assert sorted(os.listdir(tmp_path)) == [".pets.lock", "pets"] and sorted(os.listdir(tmp_path / "pets")) == ["1"]
 
 
 def test_a_failed_export_leaves_no_version_folder(model, tmp_path):
@@ -217,6 +218,53 @@ def test_a_failed_export_leaves_no_version_folder(model, tmp_path):
     with pytest.raises(ValueError, match="Received: 2 names"):
         export.export_saved_model(model, str(tmp_path), name="m", class_names=["a", "b"])
     assert os.listdir(tmp_path / "m") == []
+
+
+def test_two_exports_to_one_name_at_once_run_in_turn(tmp_path):
+    """The second export waits for the first's lock, then sees its version: another task is refused, another
+    model of the same task becomes version 2 (without the lock both wrote version 1, the last one winning)."""
+    import threading
+
+    def card(fingerprint, format="saved_model"):
+        return {"fingerprint": fingerprint, "num_classes": 3, "channels": 3, "class_names": None,
+                "input_size": [8, 8], "format": format}
+
+    def writer(content, started=None, go=None):
+        def write(folder):
+            if started:
+                started.set()
+                assert go.wait(10)
+            json.dump(content, open(os.path.join(folder, "export.json"), "w"))
+        return write
+
+    model_dir = str(tmp_path / "m")
+    for second, expected in ((card("b"), ["1", "2"]), (card("c", "onnx"), ValueError)):
+        shutil.rmtree(model_dir, ignore_errors=True)
+        started, go, results = threading.Event(), threading.Event(), {}
+
+        def run(key, *args):
+            try:
+                results[key] = export.export_version(model_dir, *args)
+            except ValueError as error:
+                results[key] = error
+
+        first = threading.Thread(target=run, args=("first", card("a"), None, False, writer(card("a"), started, go)))
+        first.start()
+        assert started.wait(10)
+        later = threading.Thread(target=run, args=("second", second, None, False, writer(second)))
+        later.start()
+        later.join(0.5)
+        assert later.is_alive() and not os.path.exists(os.path.join(model_dir, "1"))  # waiting for the lock
+        go.set()
+        first.join(10)
+        later.join(10)
+        assert results["first"] == os.path.join(model_dir, "1")
+        if expected is ValueError:
+            assert "holds another task (version 1: format 'saved_model')" in str(results["second"])
+            assert sorted(os.listdir(model_dir)) == ["1"]
+        else:
+            assert results["second"] == os.path.join(model_dir, "2") and sorted(os.listdir(model_dir)) == expected
+            assert json.load(open(os.path.join(model_dir, "1", "export.json")))["fingerprint"] == "a"
 
 
 def test_export_script_survives_a_kill_and_counts_versions(tmp_path):
@@ -259,7 +307,7 @@ def test_export_script_survives_a_kill_and_counts_versions(tmp_path):
     assert "name='../../x-digits'" in no_traceback(escaped)
     (source / "config.json").write_text(json.dumps({"model": "r18", "export_name": "/abs"}))
     assert "name='/abs'" in no_traceback(run_main("export.py", source / "model.keras", "--export-dir", out))
-    assert sorted(os.listdir(out)) == ["r18"] and not os.path.exists(tmp_path / "x-digits")
+    assert sorted(os.listdir(out)) == [".r18.lock", "r18"] and not os.path.exists(tmp_path / "x-digits")
 
 
 def test_predict_script_with_keras_model_and_saved_model(model, exported, tmp_path, rng):
@@ -285,10 +333,12 @@ def test_predict_script_with_keras_model_and_saved_model(model, exported, tmp_pa
             assert line == f"{path}: " + ", ".join(f"{CLASSES[c]} ({probabilities[c]:.3f})" for c in best)
     (tmp_path / "bad.png").write_bytes(b"not an image")
     bad = run_main("predict.py", tmp_path / "tiny.keras", files[0], tmp_path / "bad.png")
-    assert "bad.png' is not a JPEG, PNG, BMP or GIF image" in no_traceback(bad)
+    assert "bad.png' is not a JPEG, PNG, BMP or GIF image. Received: images=" in no_traceback(bad)
+    missing = run_main("predict.py", tmp_path / "tiny.keras", tmp_path / "none.png")
+    assert f"none.png' does not exist. Received: images='{tmp_path / 'none.png'}'" in no_traceback(missing)
     (tmp_path / "bomb.png").write_bytes(tf.io.encode_png(np.zeros((300, 300, 3), "uint8")).numpy())
     bomb = run_main("predict.py", tmp_path / "tiny.keras", tmp_path / "bomb.png", "--max-pixels", 10_000)
-    assert "300x300 pixels, over the limit max_pixels=10000" in no_traceback(bomb)
+    assert "300x300 pixels, over the limit max_pixels=10000. Received: images=" in no_traceback(bomb)
 
 
 # --- requests the signatures refuse, and sizes and formats they must get right ---------------------

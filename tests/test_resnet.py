@@ -313,3 +313,16 @@ def test_pyramid_outputs_strides_4_to_32_at_a_non_square_input(rng):
         "P2": (32, 32), "P3": (16, 16), "P4": (8, 8)}
     with pytest.raises(ValueError, match="no stage outputs"):
         feature_pyramid(keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]))
+
+
+def test_resnet_takes_keyword_arguments_only():
+    """Positional arguments are refused (a stage list would land in dtype_policy), and keras.models.clone_model
+    rebuilds the graph instead of calling ResNet(inputs, outputs) as a Functional subclass."""
+    with pytest.raises(TypeError, match="positional argument"):
+        ResNet("basic", (1, 1, 1))
+    model = ResNet(block_type="basic", stage_repeats=(1, 1, 1), stage_widths=(4, 8, 16), stem="cifar",
+                   input_shape=(8, 8, 1), num_classes=3)
+    clone = keras.models.clone_model(model)
+    x = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 1)).astype("float32")
+    clone.set_weights(model.get_weights())
+    np.testing.assert_allclose(clone.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)

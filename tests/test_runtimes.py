@@ -238,8 +238,17 @@ def test_export_and_predict_scripts_serve_every_format_alike(run_dir, digits, tm
         np.testing.assert_allclose(a["scores"], b["scores"], atol=TOLERANCE)
 
 
-def test_export_script_refuses_what_cannot_be_done(run_dir, tmp_path, capsys):
+def test_export_script_refuses_what_cannot_be_done(run_dir, tmp_path, capsys, monkeypatch):
+    from keras_resnet import network
+
+    monkeypatch.setattr(network, "online", lambda *a, **k: False)
+    tfds_data = ["--format", "onnx", "--int8", "--calibration-dataset", "tfds:cifar10", "--data-dir", tmp_path / "tfds"]
     for argv, message in (
+        (tfds_data, "Dataset tfds:cifar10 is not prepared in"),  # the advice names export.py's own --download
+        ([*tfds_data, "--download"], "Dataset tfds:cifar10 is not prepared and there is no network"),
+        (["--format", "onnx", "--int8", "--calibration-dataset", "nosuch"], "Received: dataset='nosuch'"),
+        (["--export-dir", "/proc/keras-resnet"], "export_dir: cannot create folders in '/proc'"),
+        (["--export-dir", str(run_dir / "config.json")], "export_dir must be a folder"),
         (["--int8"], "error: --int8 is for --format onnx, openvino or litert"),
         (["--format", "onnx", "--fold-batchnorm"], "error: --fold-batchnorm is for --format saved_model"),
         (["--format", "onnx", "--int8", "--calibration-images", 0], "Received: calibration_images=0"),

@@ -448,13 +448,9 @@ def export_model(model, export_dir="saved_models", format="saved_model", *, int8
         fields["calibration"] = {**settings["calibration"], "source": calibration_source}
     card = export_lib.model_card(model, name, settings, image_size=image_size, source=source, format=format,
                                  **fields)
-    model_dir = os.path.join(export_dir, name)
-    existing = export_lib.existing_export(model_dir, card, name, version, overwrite)
-    if existing:
-        return existing
-    served = inference_model(model)
 
     def write(folder):
+        served = inference_model(model)
         with quiet_output():
             module.export(served, folder, input_shape=(height, width, channels), int8=int8, calibration=calibration)
         if report:
@@ -462,4 +458,4 @@ def export_model(model, export_dir="saved_models", format="saved_model", *, int8
             card["report"] = export_report(classify, served, folder, module.FILES, evaluation)
         export_lib.write_labels_and_card(folder, card, class_names)
 
-    return export_lib.write_version_atomically(model_dir, version, write, overwrite)
+    return export_lib.export_version(os.path.join(export_dir, name), card, version, overwrite, write)
