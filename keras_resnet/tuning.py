@@ -266,10 +266,10 @@ def trials_table(tuner):
     def key(row):
         score = row["score"]
         if score is None or (isinstance(score, float) and math.isnan(score)):
-            return math.inf
-        return -score if direction == "max" else score
+            return math.inf, row["trial"]
+        return (-score if direction == "max" else score), row["trial"]
 
-    return sorted(rows, key=key)
+    return sorted(rows, key=key)  # ties: the earlier trial first, whatever order the oracle reloaded them in
 
 
 def write_results(tuner, folder):
@@ -282,8 +282,8 @@ def write_results(tuner, folder):
     formats = {key: "{:.3g}".format for key in RANGES}
     formats["score"] = "{:.4f}".format
     write_table(rows, columns, os.path.join(folder, "trials"), formats)
-    best = tuner.get_best_hyperparameters(1)
-    values = best[0].values if best else {}
+    best = best_trial(tuner)
+    values = best.hyperparameters.values if best else {}
     write_json(os.path.join(folder, "best_hyperparameters.json"), values)
     return rows, values
 
@@ -292,3 +292,11 @@ def completed_trials(tuner):
     """Trials that finished with a finite score (failed and invalid trials are never 'best')."""
     return [t for t in tuner.oracle.trials.values()
             if t.status == "COMPLETED" and t.score is not None and math.isfinite(t.score)]
+
+
+def best_trial(tuner):
+    """The completed trial with the best score; of equal scores the earliest (by trial id), so a rerun that
+    reloads the trials in another order picks (and exports) the same one. None when no trial completed."""
+    ranked = {row["trial"]: index for index, row in enumerate(trials_table(tuner))}
+    completed = completed_trials(tuner)
+    return min(completed, key=lambda trial: ranked[trial.trial_id]) if completed else None

@@ -118,7 +118,7 @@ def main(argv=None):
     if not args.no_export:
         with warnings.catch_warnings():  # the checkpoint holds the trial's optimizer, the fresh model none
             warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-            model = tuner.get_best_models(1)[0]
+            model = tuner.load_model(tuning.best_trial(tuner))  # ties: the earliest trial, every run
         name = config_lib.task_name(best["model"], args.dataset)
         before = export.existing_versions(os.path.join(args.export_dir, name))
         path = export.export_saved_model(model, args.export_dir, name=name, class_names=dataset.class_names,

@@ -32,6 +32,26 @@ def read_trials(folder):
         return list(csv.DictReader(f))
 
 
+def test_equal_scores_pick_the_earliest_trial_in_any_order():
+    """A rerun reloads the trials in another order: with equal scores the best (and the export) must not change."""
+    import types
+
+    import keras_tuner
+
+    trials = {}
+    for trial_id, score, status in (("02", 0.5, "COMPLETED"), ("03", float("nan"), "COMPLETED"),
+                                    ("01", 0.3, "COMPLETED"), ("00", 0.5, "COMPLETED"), ("04", None, "FAILED")):
+        trial = keras_tuner.engine.trial.Trial(keras_tuner.HyperParameters(), trial_id=trial_id, status=status)
+        trial.score = score
+        trials[trial_id] = trial
+    tuner = types.SimpleNamespace(oracle=types.SimpleNamespace(
+        trials=trials, objective=keras_tuner.Objective("val_accuracy", "max")))
+    assert [row["trial"] for row in tuning.trials_table(tuner)] == ["00", "02", "01", "03", "04"]
+    assert tuning.best_trial(tuner).trial_id == "00"
+    tuner.oracle.trials = dict(reversed(list(trials.items())))
+    assert tuning.best_trial(tuner).trial_id == "00"
+
+
 def test_random_search_writes_results_and_a_rerun_adds_no_trials(tmp_path):
     args = ["--max-trials", 2, "--epochs", 1, "--directory", tmp_path / "t", "--export-dir", tmp_path / "sm", *TINY]
     first = tune(*args)
