@@ -153,7 +153,7 @@ def _finalise_quietly(tmp):
                 try:
                     if os.path.abspath(fid.name.decode()) == os.path.abspath(tmp):
                         fid.close()
-                except Exception:
+                except Exception:  # a handle already closed or invalid: nothing left to release
                     pass
             gc.collect()
     finally:

@@ -146,7 +146,7 @@ def _close_tensorboard(callbacks):
         if isinstance(callback, keras.callbacks.TensorBoard):
             try:
                 callback._close_writers()
-            except Exception:
+            except Exception:  # best effort on the error path: the original error is what gets reported
                 pass
 
 
